@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +94,69 @@ def store(db_url: str) -> Iterator[Store]:
 @pytest.fixture
 def artifacts(tmp_path: Path) -> FsspecArtifactStore:
     return FsspecArtifactStore(str(tmp_path / "artifacts"))
+
+
+class LiveServer:
+    """A real ``mlpilot server`` (uvicorn) in a thread on 127.0.0.1, over its own store and artifact folder."""
+
+    def __init__(self, home: Path, *, require_auth: bool = False, db_url: str | None = None) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from mlpilot.api import Services, create_app
+        from mlpilot.config import load_settings
+
+        self.settings = load_settings(home=str(home), db_url=db_url)
+        self.services = Services.from_settings(self.settings)
+        app = create_app(self.services, require_auth=require_auth)
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self._thread.start()
+        import time
+
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("live server did not start")
+            time.sleep(0.01)
+
+    @property
+    def client(self) -> Any:
+        """An SDK client pointed at this server (no token)."""
+        return self.client_with(None)
+
+    def client_with(self, token: str | None) -> Any:
+        import mlpilot
+
+        return mlpilot.Client(self.url, token=token)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+        self.services.close()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real control plane on 127.0.0.1 (writes open: bound to loopback)."""
+    server = LiveServer(tmp_path / "server-home")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def secured_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A real control plane that demands a token on every request, as when bound beyond loopback."""
+    server = LiveServer(tmp_path / "secured-home", require_auth=True)
+    yield server
+    server.stop()

@@ -60,14 +60,17 @@ def test_no_temporary_files_left_after_writes(artifacts: FsspecArtifactStore) ->
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "a/../../b", "/etc/passwd", "C:\\win", "\\\\host\\share", "a\x00b", "", "  ", "./.", ".."]
+    "name",
+    ["../x", "a/../../b", "/etc/passwd", "C:\\win", "\\\\host\\share", "a\x00b", "", "  ", "./.", ".."],
 )
 def test_unsafe_names_are_refused(name: str) -> None:
     with pytest.raises(UnsafePathError):
         safe_name(name)
 
 
-@pytest.mark.parametrize(("name", "expected"), [("a/b.png", "a/b.png"), ("a//b/./c", "a/b/c"), ("x\\y", "x/y")])
+@pytest.mark.parametrize(
+    ("name", "expected"), [("a/b.png", "a/b.png"), ("a//b/./c", "a/b/c"), ("x\\y", "x/y")]
+)
 def test_safe_names_are_normalised(name: str, expected: str) -> None:
     assert safe_name(name) == expected
 

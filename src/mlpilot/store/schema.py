@@ -82,6 +82,9 @@ class Run(Base):
     git_dirty: Mapped[bool | None] = mapped_column(Boolean)
     environment: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
+    # Run search filters by experiment and pages newest first.
+    __table_args__ = (Index("ix_runs_experiment_id_start_time", "experiment_id", "start_time"),)
+
 
 class Param(Base):
     __tablename__ = "params"
@@ -115,7 +118,8 @@ class Metric(Base):
     key: Mapped[str] = mapped_column(String(256))
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
-    value: Mapped[float] = mapped_column(Float)
+    # NULL stands for NaN: SQLite cannot store NaN, and NULL compares false like NaN does.
+    value: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (Index("ix_metrics_run_id_key_step", "run_id", "key", "step"),)
 
@@ -129,7 +133,7 @@ class LatestMetric(Base):
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
-    value: Mapped[float] = mapped_column(Float)
+    value: Mapped[float | None] = mapped_column(Float)  # NULL stands for NaN, as in ``metrics``
 
     __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
 
@@ -176,6 +180,8 @@ class RegisteredModel(Base):
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+    # The highest version number ever given out, so a deleted version's number is never reused.
+    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ModelVersion(Base):

@@ -1,0 +1,433 @@
+"""Feature store: mlpilot.features vs Feast (DuckDB offline store, SQLite online store), side by side.
+
+Data: 1,000,000 feature rows (10,000 entities x 100 hourly timestamps x 10 float features, TTL 7 days) and
+100,000 entity rows, written once as Parquet. Each measurement runs in its own subprocess: Feast with the Python
+of its own virtualenv, mlpilot with this one. Each child loads its inputs, times only the operation, and reports
+its peak RSS (VmHWM) and the RSS before the operation. The parent checks that both tools produce identical
+training-set values (and identical online values for a sample), then prints times, memory and ratios.
+
+Nothing is installed here; create Feast's virtualenv first::
+
+    python3 -m venv /tmp/feast-venv && /tmp/feast-venv/bin/pip install 'feast[duckdb]'
+
+Run:  .venv/bin/python bench/features_vs_feast.py [--feast-python PATH] [--redis-url URL] [--out results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ENTITIES = 10_000
+HOURS = 100
+FEATURES = [f"f{i}" for i in range(10)]
+ENTITY_ROWS = 100_000
+START = datetime(2024, 1, 1, tzinfo=UTC)
+TTL = timedelta(days=7)
+ONLINE_SINGLE = 2_000  # single-entity lookups timed
+ONLINE_BATCH = 300  # 100-entity lookups timed
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def generate(folder: Path, seed: int = 11) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    start = np.datetime64(START.replace(tzinfo=None), "us")
+    ids = np.repeat(np.arange(ENTITIES, dtype=np.int64), HOURS)
+    hours = np.tile(np.arange(HOURS, dtype=np.int64), ENTITIES)
+    columns: dict[str, Any] = {
+        "customer_id": ids,
+        "event_timestamp": pa.array(start + hours * np.timedelta64(3600, "s"), pa.timestamp("us", tz="UTC")),
+    }
+    for name in FEATURES:
+        columns[name] = rng.random(ENTITIES * HOURS)
+    # Row groups of ~128k rows, as DuckDB and Spark write them, so both tools can scan in parallel.
+    pq.write_table(pa.table(columns), folder / "features.parquet", row_group_size=131_072)
+    # Entity times spread over the data and up to 9 days past it: some rows hit the 7-day TTL.
+    offsets = rng.integers(-3600, (HOURS + 24 * 9) * 3600, ENTITY_ROWS)
+    entity = {
+        "customer_id": rng.integers(0, ENTITIES + 100, ENTITY_ROWS),  # a few unknown customers
+        "event_timestamp": pa.array(start + offsets * np.timedelta64(1, "s"), pa.timestamp("us", tz="UTC")),
+        "label": rng.integers(0, 2, ENTITY_ROWS),
+    }
+    pq.write_table(pa.table(entity), folder / "entities.parquet")
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+
+
+def _mlpilot_view(folder: Path) -> Any:
+    from mlpilot.features import Entity, Feature, FeatureView, ParquetSource
+
+    return FeatureView(
+        "stats",
+        [Entity("customer", ["customer_id"])],
+        ParquetSource(str(folder / "features.parquet")),
+        timestamp_field="event_timestamp",
+        ttl=TTL,
+        features=[Feature(name, "float64") for name in FEATURES],
+    )
+
+
+def _feast_store(folder: Path, repo: Path) -> Any:
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource
+    from feast.types import Float64
+    from feast.value_type import ValueType
+
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "feature_store.yaml").write_text(
+        "project: bench\n"
+        f"registry: {repo / 'registry.db'}\n"
+        "provider: local\n"
+        "offline_store:\n  type: duckdb\n"
+        f"online_store:\n  type: sqlite\n  path: {repo / 'online.db'}\n"
+        "entity_key_serialization_version: 3\n"
+    )
+    store = FeatureStore(repo_path=str(repo))
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+    source = FileSource(path=str(folder / "features.parquet"), timestamp_field="event_timestamp")
+    view = FeatureView(
+        name="stats",
+        entities=[customer],
+        ttl=TTL,
+        schema=[Field(name=name, dtype=Float64) for name in FEATURES],
+        source=source,
+    )
+    store.apply([customer, view])
+    return store
+
+
+def _entity_frame(folder: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(folder / "entities.parquet").to_pandas()
+
+
+def worker_join(tool: str, folder: Path, out: Path, repeats: int) -> dict[str, Any]:
+    entity_df = _entity_frame(folder)
+    refs = [f"stats:{name}" for name in FEATURES]
+    if tool == "feast":
+        store = _feast_store(folder, folder / "feast-join")
+
+        def run() -> Any:
+            return store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    elif tool == "mlpilot":
+        from mlpilot.features import get_training_set
+
+        view = _mlpilot_view(folder)
+
+        def run() -> Any:
+            return get_training_set(entity_df, [view], output="pandas").data
+    else:  # pandas.merge_asof: the bare join, for scale (no TTL bookkeeping, no report)
+        import pandas as pd
+
+        features = pd.read_parquet(folder / "features.parquet")
+
+        def run() -> Any:
+            left = entity_df.reset_index().sort_values("event_timestamp")
+            right = features.sort_values("event_timestamp")
+            joined = pd.merge_asof(
+                left, right, on="event_timestamp", by="customer_id", tolerance=pd.Timedelta(TTL)
+            )
+            return joined.sort_values("index").drop(columns="index")
+
+    before = _rss_mb()
+    times = []
+    result = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - t0)
+    assert result is not None
+    result.to_parquet(out)
+    return {"times": times, "rss_before_mb": before, "peak_mb": _peak_rss_mb(), "rows": len(result)}
+
+
+def worker_materialize(tool: str, folder: Path, out: Path, redis_url: str | None) -> dict[str, Any]:
+    end = START + timedelta(hours=HOURS)
+    work = folder / f"{tool}-materialize-{uuid.uuid4().hex[:6]}"
+    if tool == "feast":
+        store = _feast_store(folder, work)
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        store.materialize(START - timedelta(hours=1), end)
+        seconds = time.perf_counter() - t0
+        return {"times": [seconds], "rss_before_mb": before, "peak_mb": _peak_rss_mb(), "online": str(work)}
+    from mlpilot.features import materialize, open_online_store
+
+    view = _mlpilot_view(folder)
+    url = f"sqlite:///{work / 'online.db'}" if redis_url is None else redis_url
+    with open_online_store(url) as store:
+        before = _rss_mb()
+        t0 = time.perf_counter()
+        [result] = materialize([view], end=end, now=end, store=store)
+        seconds = time.perf_counter() - t0
+    return {
+        "times": [seconds],
+        "rss_before_mb": before,
+        "peak_mb": _peak_rss_mb(),
+        "rows": result.rows_written,
+    }
+
+
+def worker_online(tool: str, folder: Path, out: Path, redis_url: str | None, online: str) -> dict[str, Any]:
+    import random
+
+    rng = random.Random(5)
+    refs = [f"stats:{name}" for name in FEATURES]
+    singles = [[rng.randrange(ENTITIES)] for _ in range(ONLINE_SINGLE)]
+    batches = [rng.sample(range(ENTITIES), 100) for _ in range(ONLINE_BATCH)]
+    sample = list(range(0, ENTITIES, 97))
+    if tool == "feast":
+        from feast import FeatureStore
+
+        store = FeatureStore(repo_path=online)
+
+        def read(ids: list[int]) -> dict[str, list[Any]]:
+            rows = [{"customer_id": i} for i in ids]
+            return dict(store.get_online_features(features=refs, entity_rows=rows).to_dict())
+    else:
+        from mlpilot.features import OnlineReader, open_online_store
+
+        url = f"sqlite:///{Path(online) / 'online.db'}" if redis_url is None else redis_url
+        mstore = open_online_store(url)
+        reader = OnlineReader([_mlpilot_view(folder)], store=mstore)
+        now = START + timedelta(hours=HOURS)
+
+        def read(ids: list[int]) -> dict[str, list[Any]]:
+            return reader.read({"customer_id": ids}, now=now)
+
+    for ids in singles[:200] + batches[:20]:  # warm-up
+        read(ids)
+
+    def p99(calls: list[list[int]]) -> float:
+        latencies = []
+        for ids in calls:
+            t0 = time.perf_counter()
+            read(ids)
+            latencies.append(time.perf_counter() - t0)
+        latencies.sort()
+        return latencies[int(len(latencies) * 0.99) - 1] * 1000
+
+    result = {"p99_1_ms": p99(singles), "p99_100_ms": p99(batches), "peak_mb": _peak_rss_mb()}
+    values = read(sample)
+    out.write_text(json.dumps({name: values[name] for name in FEATURES}))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- parent
+
+
+def _run(python: str, args: list[str]) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    proc = subprocess.run(
+        [python, __file__, "--worker", *args], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {args[:2]} failed:\n{proc.stderr[-4000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def _same_join(mlpilot_path: Path, feast_path: Path) -> tuple[bool, str]:
+    import numpy as np
+    import pandas as pd
+
+    ours = pd.read_parquet(mlpilot_path)
+    theirs = pd.read_parquet(feast_path)
+    key = ["customer_id", "event_timestamp", "label"]
+    ours = ours.sort_values(key, kind="stable").reset_index(drop=True)
+    theirs = theirs.sort_values(key, kind="stable").reset_index(drop=True)
+    if len(ours) != len(theirs):
+        return False, f"row counts differ: {len(ours)} vs {len(theirs)}"
+    for column in key:
+        if not (ours[column].to_numpy() == theirs[column].to_numpy()).all():
+            return False, f"entity column {column} differs after sorting"
+    for name in FEATURES:
+        a = ours[name].to_numpy(dtype=float)
+        b = theirs[name].to_numpy(dtype=float)
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        if not same.all():
+            bad = int((~same).sum())
+            return False, f"{name}: {bad} values differ (first at row {int(np.argmin(same))})"
+    nulls = int(ours[FEATURES[0]].isna().sum())
+    return (
+        True,
+        f"all {len(ours) * len(FEATURES):,} values identical ({nulls:,} null rows: TTL or no history)",
+    )
+
+
+def _same_online(a: Path, b: Path) -> bool:
+    left, right = json.loads(a.read_text()), json.loads(b.read_text())
+    return all(left[name] == right[name] for name in FEATURES)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feast-python", default="/tmp/feast-venv/bin/python")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("MLPILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")
+    parser.add_argument("--worker", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, tool, folder, out, *rest = args.worker
+        if kind == "join":
+            result = worker_join(tool, Path(folder), Path(out), int(rest[0]))
+        elif kind == "materialize":
+            result = worker_materialize(tool, Path(folder), Path(out), rest[0] or None)
+        else:
+            result = worker_online(tool, Path(folder), Path(out), rest[0] or None, rest[1])
+        print(json.dumps(result))
+        return
+
+    if not Path(args.feast_python).exists():
+        sys.exit(f"no Feast virtualenv at {args.feast_python}: see this file's docstring")
+    me = sys.executable
+    prefix = f"bench-features-{uuid.uuid4().hex[:8]}:"
+    redis_url = f"{args.redis_url}{'&' if '?' in args.redis_url else '?'}prefix={prefix}"
+    with tempfile.TemporaryDirectory(prefix="mlpilot-bench-features-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        generate(folder)
+        print(
+            f"data: {ENTITIES * HOURS:,} feature rows, {ENTITY_ROWS:,} entity rows ({time.perf_counter() - t0:.1f} s)"
+        )
+        r = str(args.repeats)
+        join = {
+            "feast": _run(args.feast_python, ["join", "feast", tmp, str(folder / "feast.parquet"), r]),
+            "mlpilot": _run(me, ["join", "mlpilot", tmp, str(folder / "mlpilot.parquet"), r]),
+            "pandas.merge_asof": _run(me, ["join", "pandas", tmp, str(folder / "pandas.parquet"), r]),
+        }
+        same, detail = _same_join(folder / "mlpilot.parquet", folder / "feast.parquet")
+        mat = {
+            "feast": _run(args.feast_python, ["materialize", "feast", tmp, "-", ""]),
+            "mlpilot (SQLite)": _run(me, ["materialize", "mlpilot", tmp, "-", ""]),
+        }
+        redis_ok = True
+        try:
+            mat["mlpilot (Redis)"] = _run(me, ["materialize", "mlpilot", tmp, "-", redis_url])
+        except RuntimeError as exc:
+            redis_ok = False
+            print(f"(Redis skipped: {str(exc).splitlines()[-1]})")
+        feast_repo = mat["feast"]["online"]
+        mlpilot_repo = next(folder.glob("mlpilot-materialize-*"))
+        online = {
+            "feast (SQLite)": _run(
+                args.feast_python, ["online", "feast", tmp, str(folder / "on-feast.json"), "", feast_repo]
+            ),
+            "mlpilot (SQLite)": _run(
+                me, ["online", "mlpilot", tmp, str(folder / "on-ml.json"), "", str(mlpilot_repo)]
+            ),
+        }
+        if redis_ok:
+            online["mlpilot (Redis)"] = _run(
+                me, ["online", "mlpilot", tmp, str(folder / "on-redis.json"), redis_url, "-"]
+            )
+            _drop_redis_prefix(args.redis_url, prefix)
+        online_same = _same_online(folder / "on-ml.json", folder / "on-feast.json")
+    print(_report(join, same, detail, mat, online, online_same, args.repeats))
+    if args.out:
+        args.out.write_text(_report(join, same, detail, mat, online, online_same, args.repeats) + "\n")
+
+
+def _drop_redis_prefix(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def _report(
+    join: dict[str, Any],
+    same: bool,
+    detail: str,
+    mat: dict[str, Any],
+    online: dict[str, Any],
+    online_same: bool,
+    repeats: int,
+) -> str:
+    def med(r: dict[str, Any]) -> float:
+        return float(statistics.median(r["times"]))
+
+    lines = [
+        f"## Feature store: mlpilot vs Feast ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
+        "",
+        f"Machine: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.platform()}. Data: {ENTITIES * HOURS:,} feature rows ({ENTITIES:,} entities x {HOURS} hourly "
+        f"timestamps x {len(FEATURES)} float features, TTL 7 days), {ENTITY_ROWS:,} entity rows. Each tool in its "
+        "own subprocess; time = median of "
+        f"{repeats} runs in one process (pandas output for both), peak = VmHWM of that process.",
+        "",
+        "| training-set join | time (s) | peak RSS (MB) | RSS before (MB) |",
+        "|---|---|---|---|",
+    ]
+    for name, r in join.items():
+        lines.append(f"| {name} | {med(r):.3f} | {r['peak_mb']:.0f} | {r['rss_before_mb']:.0f} |")
+    f, m = join["feast"], join["mlpilot"]
+    lines += [
+        "",
+        f"Join: mlpilot **{med(f) / med(m):.1f}x faster** than Feast, peak memory "
+        f"**{m['peak_mb'] / f['peak_mb']:.2f}x** Feast's; values identical: **{same}** ({detail}).",
+        "",
+        "| materialization (all history) | time (s) | peak RSS (MB) |",
+        "|---|---|---|",
+    ]
+    for name, r in mat.items():
+        lines.append(f"| {name} | {med(r):.3f} | {r['peak_mb']:.0f} |")
+    lines += [
+        "",
+        f"Materialization: mlpilot (SQLite) **{med(mat['feast']) / med(mat['mlpilot (SQLite)']):.1f}x faster**.",
+    ]
+    lines += [
+        "",
+        f"| online read (in-process) | p99, 1 entity (ms) | p99, 100 entities (ms) |",
+        "|---|---|---|",
+    ]
+    for name, r in online.items():
+        lines.append(f"| {name} | {r['p99_1_ms']:.3f} | {r['p99_100_ms']:.3f} |")
+    fo, mo = online["feast (SQLite)"], online["mlpilot (SQLite)"]
+    lines += [
+        "",
+        f"Online p99: mlpilot (SQLite) {fo['p99_1_ms'] / mo['p99_1_ms']:.1f}x faster for 1 entity, "
+        f"{fo['p99_100_ms'] / mo['p99_100_ms']:.1f}x for 100; sampled online values identical to Feast's: "
+        f"**{online_same}**.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

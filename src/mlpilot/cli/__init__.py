@@ -1,0 +1,1 @@
+"""The ``mlpilot`` command line: one module per command group, thin over the services and the SDK."""

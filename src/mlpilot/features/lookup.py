@@ -1,0 +1,157 @@
+"""Online lookup: the latest features of some entities, with the views' TTL applied as in training sets.
+
+    >>> get_online_features([{"customer_id": 42}], ["txn_stats:amount_7d"], store=store, definitions=defs)
+    ... # doctest: +SKIP
+    {'customer_id': [42], 'amount_7d': [12.5]}
+
+A stored row older than its view's TTL at ``now`` (``event_time < now - ttl``) reads as ``None``: the same
+rule the training-set join applies at ``T = now``. For a hot path, build an :class:`OnlineReader` once and
+call :meth:`OnlineReader.read` per request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mlpilot.errors import InvalidInputError
+from mlpilot.features._codec import decode_value, encode_key, store_of, to_us
+from mlpilot.features.catalog import Definitions, FeaturesArg, resolve_features
+from mlpilot.features.online.base import OnlineStore
+
+__all__ = ["OnlineReader", "get_online_features"]
+
+EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class _ViewPlan:
+    name: str
+    keys: tuple[str, ...]
+    features: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    ttl_us: int | None
+    plain: bool  # no timestamp/date feature: values are returned as stored
+
+
+class OnlineReader:
+    """Resolves features once; :meth:`read` then does one store round trip per view.
+
+    >>> reader = OnlineReader(["txn_stats:amount_7d"], store=store, definitions=defs)  # doctest: +SKIP
+    >>> reader.read([{"customer_id": 42}, {"customer_id": 7}])                        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        features: FeaturesArg,
+        *,
+        store: OnlineStore,
+        definitions: Definitions | None = None,
+        full_names: bool = False,
+    ) -> None:
+        self.store = store
+        plans: list[_ViewPlan] = []
+        taken: set[str] = set()
+        keys: list[str] = []
+        for s in resolve_features(features, definitions):
+            outputs = tuple(f"{s.view.name}__{f}" if full_names else f for f in s.features)
+            for name in outputs:
+                if name in taken:
+                    raise InvalidInputError(
+                        f"features: output name {name!r} is used twice; pass full_names=True",
+                        field="features",
+                    )
+                taken.add(name)
+            dtypes = tuple(s.view.feature(f).dtype for f in s.features)
+            plans.append(
+                _ViewPlan(
+                    s.view.name,
+                    s.view.join_keys,
+                    s.features,
+                    outputs,
+                    dtypes,
+                    s.view.ttl_us,
+                    not any(d in ("timestamp", "date") for d in dtypes),
+                )
+            )
+            keys.extend(k for k in s.view.join_keys if k not in keys)
+        clash = taken.intersection(keys)
+        if clash:
+            raise InvalidInputError(
+                f"features: output name {sorted(clash)[0]!r} is also a join key; pass full_names=True",
+                field="features",
+            )
+        self._plans = tuple(plans)
+        self.join_keys = tuple(keys)
+
+    def read(self, entity_rows: EntityRows, *, now: datetime | None = None) -> dict[str, list[Any]]:
+        """Columns: the join keys as given, then each feature (``None`` if missing or older than the TTL)."""
+        columns = self._key_columns(entity_rows)
+        count = len(columns[self.join_keys[0]]) if self.join_keys else 0
+        now_us = time.time_ns() // 1000 if now is None else to_us(now, "now")
+        result: dict[str, list[Any]] = dict(columns)
+        for plan in self._plans:
+            key_values = [columns[k] for k in plan.keys]
+            entity_keys = [encode_key([col[i] for col in key_values], plan.keys) for i in range(count)]
+            stored = self.store.read(plan.name, entity_keys)
+            outs: list[list[Any]] = [[None] * count for _ in plan.outputs]
+            cutoff = None if plan.ttl_us is None else now_us - plan.ttl_us
+            for i, row in enumerate(stored):
+                if row is None or (cutoff is not None and row.event_time < cutoff):
+                    continue
+                values = json.loads(row.payload)
+                for j, name in enumerate(plan.features):
+                    value = values.get(name)
+                    outs[j][i] = value if plan.plain else decode_value(value, plan.dtypes[j])
+            for name, values_out in zip(plan.outputs, outs, strict=True):
+                result[name] = values_out
+        return result
+
+    def _key_columns(self, entity_rows: EntityRows) -> dict[str, list[Any]]:
+        if isinstance(entity_rows, Mapping):
+            columns = {}
+            for key in self.join_keys:
+                if key not in entity_rows:
+                    raise InvalidInputError(
+                        f"entity_rows: missing join key {key!r}", field=f"entity_rows.{key}"
+                    )
+                columns[key] = list(entity_rows[key])
+            lengths = {len(c) for c in columns.values()}
+            if len(lengths) > 1:
+                raise InvalidInputError("entity_rows: join-key columns differ in length", field="entity_rows")
+            return columns
+        columns = {key: [] for key in self.join_keys}
+        for i, row in enumerate(entity_rows):
+            for key in self.join_keys:
+                try:
+                    columns[key].append(row[key])
+                except KeyError:
+                    raise InvalidInputError(
+                        f"entity_rows[{i}]: missing join key {key!r}", field=f"entity_rows.{key}"
+                    ) from None
+        return columns
+
+
+def get_online_features(
+    entity_rows: EntityRows,
+    features: FeaturesArg,
+    *,
+    store: OnlineStore | str | None = None,
+    definitions: Definitions | None = None,
+    now: datetime | None = None,
+    full_names: bool = False,
+) -> dict[str, list[Any]]:
+    """Latest features of ``entity_rows`` (row dicts or a dict of columns) from ``store`` (an ``OnlineStore``,
+    a URL, or the default store)."""
+    online, opened = store_of(store)
+    try:
+        reader = OnlineReader(features, store=online, definitions=definitions, full_names=full_names)
+        return reader.read(entity_rows, now=now)
+    finally:
+        if opened:
+            online.close()

@@ -1,0 +1,47 @@
+"""The online-store contract: a key-value map from (view, entity key) to the latest feature row.
+
+Stores are deliberately dumb: they keep bytes and two timestamps per entity and never overwrite a newer row
+with an older one. Encoding, feature selection and TTL live above them (``mlpilot.features.lookup``), so every
+store answers identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
+
+__all__ = ["OnlineStore", "StoredRow"]
+
+
+class StoredRow(NamedTuple):
+    """One entity's latest row of one view. Times are microseconds since the epoch (UTC)."""
+
+    entity_key: str
+    event_time: int
+    available_at: int
+    payload: bytes
+
+
+@runtime_checkable
+class OnlineStore(Protocol):
+    """Latest feature rows per (view, entity key).
+
+    Contract:
+
+    - ``write_batch(view, rows, watermark=None)`` upserts each row unless the stored row for that key is
+      newer: a row replaces the stored one iff ``(event_time, available_at) >= (stored.event_time,
+      stored.available_at)``, so late or replayed rows never roll a value back and equal rows are idempotent.
+      If ``watermark`` is given, the view's watermark becomes ``max(old, watermark)`` only once all rows are
+      written (never ahead of the data).
+    - ``read(view, entity_keys)`` returns, in order, the stored row of each key or ``None``.
+    - ``read_watermark(view)`` returns the view's watermark or ``None`` if it was never materialized.
+    - ``close()`` releases connections; the store is a context manager.
+    """
+
+    def write_batch(self, view: str, rows: Sequence[StoredRow], *, watermark: int | None = None) -> None: ...
+
+    def read(self, view: str, entity_keys: Sequence[str]) -> list[StoredRow | None]: ...
+
+    def read_watermark(self, view: str) -> int | None: ...
+
+    def close(self) -> None: ...
