@@ -108,6 +108,7 @@ class LiveServer:
         from mlpilot.api import Services, create_app
         from mlpilot.config import load_settings
 
+        self._clients: list[Any] = []
         self.settings = load_settings(home=str(home), db_url=db_url)
         self.services = Services.from_settings(self.settings)
         app = create_app(self.services, require_auth=require_auth)
@@ -137,9 +138,13 @@ class LiveServer:
     def client_with(self, token: str | None) -> Any:
         import mlpilot
 
-        return mlpilot.Client(self.url, token=token)
+        client = mlpilot.Client(self.url, token=token)
+        self._clients.append(client)
+        return client
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
         self._server.should_exit = True
         self._thread.join(10)
         self._sock.close()

@@ -94,9 +94,7 @@ def test_planted_segment_drop_shows_in_performance_and_slice_finder() -> None:
     report = compare(ref, cur, segments=["region", "plan"], prediction="pred", target="label")
     perf = report.performance
     assert perf is not None
-    assert (
-        perf.by_segment["region=EU"]["accuracy"].value < perf.by_segment["region=US"]["accuracy"].value - 0.03
-    )
+    assert perf.by_segment["region=EU"]["accuracy"].value < perf.by_segment["region=US"]["accuracy"].value - 0.03
     top = next(f for f in report.slices if f.kind == "performance")
     assert top.label == "region=EU & plan=basic"
     assert top.metric == "accuracy"

@@ -29,9 +29,7 @@ def test_every_table_type_gives_the_same_profile(make_table: Callable[..., dict[
 
 
 def test_numeric_summary_and_categories() -> None:
-    p = profile(
-        {"v": np.array([1.0, 2.0, 2.0, np.inf, 5.0]), "c": np.array(["a", "b", "a", None, "a"], dtype=object)}
-    )
+    p = profile({"v": np.array([1.0, 2.0, 2.0, np.inf, 5.0]), "c": np.array(["a", "b", "a", None, "a"], dtype=object)})
     v, c = p.columns["v"], p.columns["c"]
     assert isinstance(v, NumericProfile)
     assert isinstance(c, CategoricalProfile)
@@ -77,9 +75,7 @@ def test_compressed_sketch_cdf_within_its_bound() -> None:
     true_cdf = np.searchsorted(np.sort(x), grid, side="right") / x.size
     assert np.max(np.abs(sketch.cdf(grid) - true_cdf)) <= 1 / (2 * size) + 1e-9
     # merging two compressed sketches stays close to the data's CDF
-    half = NumericSketch.from_values(x[:100_000], size).merge(
-        NumericSketch.from_values(x[100_000:], size), size
-    )
+    half = NumericSketch.from_values(x[:100_000], size).merge(NumericSketch.from_values(x[100_000:], size), size)
     assert np.max(np.abs(half.cdf(grid) - true_cdf)) <= 2 / size
 
 
@@ -90,15 +86,11 @@ def test_json_round_trip_and_checks_from_the_stored_profile(
     ref["region"] = np.random.default_rng(5).choice(np.array(["EU", "US"]), size=3000)
     ref["pred"] = (ref["x0"] > 0).astype(int)
     ref["label"] = (ref["x0"] + ref["x1"] > 0).astype(int)
-    stored = json.loads(
-        json.dumps(profile(ref, prediction="pred", target="label", segments=["region"]).to_dict())
-    )
+    stored = json.loads(json.dumps(profile(ref, prediction="pred", target="label", segments=["region"]).to_dict()))
     restored = Profile.from_dict(stored)
     assert restored.to_dict() == stored
     assert restored.columns["pred"].kind == "numeric"  # the prediction distribution is part of the profile
-    cur = {
-        k: v[:1500] for k, v in make_table(3000, seed=6, numeric=3, categorical=2, shift={"x1": 0.3}).items()
-    }
+    cur = {k: v[:1500] for k, v in make_table(3000, seed=6, numeric=3, categorical=2, shift={"x1": 0.3}).items()}
     cur["region"], cur["pred"], cur["label"] = ref["region"][:1500], ref["pred"][:1500], ref["label"][:1500]
     from_table = compare(ref, cur, prediction="pred", target="label", segments=["region"])
     from_profile = compare(restored, cur)

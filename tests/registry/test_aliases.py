@@ -15,9 +15,7 @@ from mlpilot.store.schema import AuditEvent, ModelAlias
 
 def _alias_rows(store: Store) -> list[tuple[str, int]]:
     with store.read() as session:
-        return [
-            (a.alias, a.version_id) for a in session.scalars(select(ModelAlias).order_by(ModelAlias.alias))
-        ]
+        return [(a.alias, a.version_id) for a in session.scalars(select(ModelAlias).order_by(ModelAlias.alias))]
 
 
 def _events(store: Store, kind_prefix: str = "model.alias") -> list[tuple[str, dict[str, Any]]]:
@@ -91,8 +89,7 @@ def _break_audit_trail(store: Store) -> None:
             )
             session.execute(
                 text(
-                    "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events "
-                    "FOR EACH ROW EXECUTE FUNCTION audit_down()"
+                    "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION audit_down()"
                 )
             )
 

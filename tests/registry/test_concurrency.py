@@ -57,9 +57,7 @@ def test_concurrent_log_model_of_one_name(registry: RegistryService, artifacts: 
     example = np.ones((2, 3))
 
     def log(i: int) -> tuple[int, float]:
-        version = log_model(
-            Scaler(float(i)), "scaler", registry=registry, artifacts=artifacts, input_example=example
-        )
+        version = log_model(Scaler(float(i)), "scaler", registry=registry, artifacts=artifacts, input_example=example)
         return version.version, float(i)
 
     results = _in_parallel(6, log)

@@ -66,19 +66,13 @@ def test_sklearn_pipeline_with_column_transformer_on_pandas(
     assert np.array_equal(after.predict(frame), before.predict(frame))
     assert np.array_equal(after.predict_proba(frame), before.predict_proba(frame))
     # Arrow and shuffled columns reach the pipeline as the frame it was trained on
-    assert np.array_equal(
-        after.predict(pa.Table.from_pandas(frame, preserve_index=False)), pipeline.predict(frame)
-    )
-    assert np.array_equal(
-        after.predict(frame[["region", "plan", "spend", "tenure"]]), pipeline.predict(frame)
-    )
+    assert np.array_equal(after.predict(pa.Table.from_pandas(frame, preserve_index=False)), pipeline.predict(frame))
+    assert np.array_equal(after.predict(frame[["region", "plan", "spend", "tenure"]]), pipeline.predict(frame))
     assert any(r.startswith("scikit-learn==") for r in after.version_info.requirements)
     assert any(r.startswith("pandas==") for r in after.version_info.requirements)
 
 
-def test_sklearn_on_numpy(
-    registry: RegistryService, artifacts: FsspecArtifactStore, numeric_data: Any
-) -> None:
+def test_sklearn_on_numpy(registry: RegistryService, artifacts: FsspecArtifactStore, numeric_data: Any) -> None:
     pytest.importorskip("skops")
     from sklearn.ensemble import RandomForestRegressor
 
@@ -123,22 +117,16 @@ def test_lightgbm_classifier_on_pandas_categories(
     assert set(after.predict(frame)) <= {"stay", "churn"}
 
 
-def test_lightgbm_regressor(
-    registry: RegistryService, artifacts: FsspecArtifactStore, numeric_data: Any
-) -> None:
+def test_lightgbm_regressor(registry: RegistryService, artifacts: FsspecArtifactStore, numeric_data: Any) -> None:
     lgb = pytest.importorskip("lightgbm")
     x, y = numeric_data
-    reg = lgb.LGBMRegressor(n_estimators=5, num_leaves=4, min_child_samples=5, verbose=-1).fit(
-        x, y.astype(float)
-    )
+    reg = lgb.LGBMRegressor(n_estimators=5, num_leaves=4, min_child_samples=5, verbose=-1).fit(x, y.astype(float))
     before, after = _round_trip(reg, registry, artifacts, x[:5])
     assert np.array_equal(after.predict(x), before.predict(x))
     assert not after.has_proba
 
 
-def test_onnx_from_skl2onnx(
-    registry: RegistryService, artifacts: FsspecArtifactStore, numeric_data: Any
-) -> None:
+def test_onnx_from_skl2onnx(registry: RegistryService, artifacts: FsspecArtifactStore, numeric_data: Any) -> None:
     pytest.importorskip("onnxruntime")
     skl2onnx = pytest.importorskip("skl2onnx")
     from sklearn.ensemble import RandomForestClassifier
@@ -196,9 +184,7 @@ def test_torch_module(registry: RegistryService, artifacts: FsspecArtifactStore,
     torch = pytest.importorskip("torch")
     x, _ = numeric_data
     torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2), torch.nn.Softmax(dim=1)
-    )
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2), torch.nn.Softmax(dim=1))
     before, after = _round_trip(net, registry, artifacts, x[:5])
     assert after.version_info is not None
     assert after.version_info.flavor == "torch"

@@ -70,9 +70,7 @@ def test_large_training_data_is_sampled_to_ten_thousand_rows_deterministically()
     assert images.column("input").type.list_size == 4
 
 
-def test_requirements_metrics_tags_and_description(
-    registry: RegistryService, artifacts: FsspecArtifactStore
-) -> None:
+def test_requirements_metrics_tags_and_description(registry: RegistryService, artifacts: FsspecArtifactStore) -> None:
     version = log_model(
         scale,
         "m",
@@ -95,9 +93,7 @@ def test_requirements_metrics_tags_and_description(
     assert [(s.name, s.dtype, s.shape) for s in version.signature.outputs] == [("output", "float64", [-1, 2])]
 
 
-def test_active_run_links_lineage_and_datasets(
-    store: Store, registry: RegistryService, tmp_path: Path
-) -> None:
+def test_active_run_links_lineage_and_datasets(store: Store, registry: RegistryService, tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     artifacts = FsspecArtifactStore(str(tmp_path / "a"))
     tracking = TrackingService(store)
@@ -128,6 +124,7 @@ def test_aliases_are_set_at_registration(registry: RegistryService, artifacts: F
         ({"tags": {"": "x"}}, "tags"),
         ({"flavor": "tensorflow"}, "flavor"),
         ({"input_example": np.float64(1.0)}, "input_example"),
+        ({"training_data": {"mixed": np.array([1, "x", 2.5], dtype=object)}}, "training_data"),
     ],
 )
 def test_bad_arguments_fail_before_anything_is_stored(
@@ -141,9 +138,7 @@ def test_bad_arguments_fail_before_anything_is_stored(
     assert registry.search_models() == []
 
 
-def test_model_failing_on_its_example_is_reported(
-    registry: RegistryService, artifacts: FsspecArtifactStore
-) -> None:
+def test_model_failing_on_its_example_is_reported(registry: RegistryService, artifacts: FsspecArtifactStore) -> None:
     def broken(x: Any) -> Any:
         raise ValueError("shapes do not align")
 

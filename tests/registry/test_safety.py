@@ -50,9 +50,7 @@ def test_corrupt_artifact_is_refused_and_nothing_is_loaded(
     registry: RegistryService, artifacts: FsspecArtifactStore, tmp_path: Path
 ) -> None:
     marker = tmp_path / "loaded.txt"
-    version = log_model(
-        Tripwire(str(marker)), "trip", registry=registry, artifacts=artifacts, input_example=[[1.0]]
-    )
+    version = log_model(Tripwire(str(marker)), "trip", registry=registry, artifacts=artifacts, input_example=[[1.0]])
     load_model("trip/1", registry, artifacts)
     assert marker.exists()  # the tripwire works
     marker.unlink()
@@ -203,9 +201,7 @@ def test_torch_weights_holding_objects_are_refused(
     torch = pytest.importorskip("torch")
     marker = tmp_path / "loaded.txt"
     net = torch.nn.Linear(2, 1)
-    version = log_model(
-        net, "net", registry=registry, artifacts=artifacts, input_example=np.ones((2, 2), "float32")
-    )
+    version = log_model(net, "net", registry=registry, artifacts=artifacts, input_example=np.ones((2, 2), "float32"))
 
     def smuggle_object(folder: Path) -> None:
         torch.save(
@@ -226,9 +222,7 @@ def test_archive_flavor_must_match_the_registry(
     archive = artifacts.get_file(version.artifact_sha256, tmp_path / "a.tar.gz")
     registry.create_model_version(
         "liar",
-        NewModelVersion(
-            flavor="onnx", artifact_sha256=version.artifact_sha256, artifact_size=archive.stat().st_size
-        ),
+        NewModelVersion(flavor="onnx", artifact_sha256=version.artifact_sha256, artifact_size=archive.stat().st_size),
     )
     with pytest.raises(IntegrityError, match="pyfunc"):
         load_model("liar/1", registry, artifacts)

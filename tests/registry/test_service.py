@@ -13,9 +13,7 @@ from mlpilot.tracking import RunSpec, TrackingService
 from mlpilot.tracking.datasets import describe_dataset
 
 
-def test_first_version_creates_the_model_and_numbers_follow(
-    registry: RegistryService, new_version: Any
-) -> None:
+def test_first_version_creates_the_model_and_numbers_follow(registry: RegistryService, new_version: Any) -> None:
     versions = [registry.create_model_version("churn", new_version()).version for _ in range(3)]
     assert versions == [1, 2, 3]
     model = registry.get_model("churn")
@@ -60,9 +58,7 @@ def test_version_metadata_round_trips(registry: RegistryService, new_version: An
     assert fetched.uri == "models:/churn/1"
 
 
-def test_run_lineage_links_the_run_and_its_datasets(
-    store: Store, registry: RegistryService, new_version: Any
-) -> None:
+def test_run_lineage_links_the_run_and_its_datasets(store: Store, registry: RegistryService, new_version: Any) -> None:
     pd = pytest.importorskip("pandas")
     tracking = TrackingService(store)
     run = tracking.create_run(RunSpec(experiment="churn"))
@@ -168,9 +164,7 @@ def test_list_and_search_versions(registry: RegistryService, new_version: Any) -
     assert [v.version for v in registry.list_model_versions("churn", max_results=1, offset=1)] == [2]
     found = registry.search_model_versions(flavor="sklearn")
     assert sorted((v.name, v.version) for v in found) == [("churn", 1), ("churn", 3), ("fraud", 1)]
-    assert [(v.name, v.version) for v in registry.search_model_versions(tags={"stage": "prod"})] == [
-        ("fraud", 1)
-    ]
+    assert [(v.name, v.version) for v in registry.search_model_versions(tags={"stage": "prod"})] == [("fraud", 1)]
     assert [v.version for v in registry.search_model_versions(name="churn", flavor="xgboost")] == [2]
 
 

@@ -63,9 +63,7 @@ def test_eight_processes_logging_to_one_sqlite_store_lose_nothing(tmp_path: Path
     store.close()
 
 
-def _wait_for_points(
-    service: TrackingService, run_id: str, at_least: int, proc: subprocess.Popen[str]
-) -> None:
+def _wait_for_points(service: TrackingService, run_id: str, at_least: int, proc: subprocess.Popen[str]) -> None:
     deadline = time.monotonic() + 60
     while len(service.get_metric_history(run_id, "k0")) < at_least:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -102,13 +100,9 @@ def test_a_writer_killed_mid_run_leaves_the_store_consistent(tmp_path: Path, db_
     # ... and each latest value matches the last durable point, written in the same transactions.
     with store.read() as session:
         latest = dict(
-            session.execute(
-                select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run_id)
-            ).all()
+            session.execute(select(LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id == run_id)).all()
         )
-        assert session.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id)) == len(
-            values
-        )
+        assert session.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id)) == len(values)
     assert latest == {k: points[-1].value for k, points in history.items()}
 
     # The store takes writes again at once: the dead run can be closed and new runs logged.

@@ -108,9 +108,7 @@ def test_each_thread_has_its_own_run_stack(service: TrackingService, artifacts: 
     assert seen == [None]
 
 
-def test_no_point_is_lost_across_many_batches(
-    service: TrackingService, artifacts: FsspecArtifactStore
-) -> None:
+def test_no_point_is_lost_across_many_batches(service: TrackingService, artifacts: FsspecArtifactStore) -> None:
     with run_in(service, artifacts, flush_interval=0.01, max_batch=500) as run:
         for i in range(20_000):
             run.log_metric(f"k{i % 4}", float(i), step=i // 4)
@@ -120,9 +118,7 @@ def test_no_point_is_lost_across_many_batches(
     assert service.get_run(run.id).metrics == {f"k{k}": float(19_996 + k) for k in range(4)}
 
 
-def test_points_from_many_threads_all_arrive(
-    service: TrackingService, artifacts: FsspecArtifactStore
-) -> None:
+def test_points_from_many_threads_all_arrive(service: TrackingService, artifacts: FsspecArtifactStore) -> None:
     with run_in(service, artifacts, flush_interval=0.01, max_batch=300) as run:
 
         def log(worker: int) -> None:
@@ -138,9 +134,7 @@ def test_points_from_many_threads_all_arrive(
         assert [p.step for p in service.get_metric_history(run.id, f"t{w}")] == list(range(2_000))
 
 
-def test_steps_default_to_the_next_step_per_key(
-    service: TrackingService, artifacts: FsspecArtifactStore
-) -> None:
+def test_steps_default_to_the_next_step_per_key(service: TrackingService, artifacts: FsspecArtifactStore) -> None:
     with run_in(service, artifacts) as run:
         run.log_metric("a", 1.0)
         run.log_metric("a", 2.0)
@@ -166,9 +160,7 @@ def test_flush_makes_points_durable_while_the_run_goes_on(
         assert [p.value for p in service.get_metric_history(run.id, "m")] == [1.0]
 
 
-def test_the_writer_flushes_in_the_background(
-    service: TrackingService, artifacts: FsspecArtifactStore
-) -> None:
+def test_the_writer_flushes_in_the_background(service: TrackingService, artifacts: FsspecArtifactStore) -> None:
     with run_in(service, artifacts, flush_interval=0.02) as run:
         run.log_metric("m", 1.0)
         deadline = time.monotonic() + 30
@@ -199,9 +191,7 @@ def test_bad_calls_fail_at_the_call(
         assert info.value.field == field
 
 
-def test_params_are_write_once_in_the_handle(
-    service: TrackingService, artifacts: FsspecArtifactStore
-) -> None:
+def test_params_are_write_once_in_the_handle(service: TrackingService, artifacts: FsspecArtifactStore) -> None:
     with run_in(service, artifacts) as run:
         run.log_param("lr", 0.1)
         run.log_param("lr", "0.1")
@@ -209,9 +199,7 @@ def test_params_are_write_once_in_the_handle(
             run.log_param("lr", 0.2)
 
 
-def test_a_failed_batch_surfaces_at_the_next_call(
-    service: TrackingService, artifacts: FsspecArtifactStore
-) -> None:
+def test_a_failed_batch_surfaces_at_the_next_call(service: TrackingService, artifacts: FsspecArtifactStore) -> None:
     run = run_in(service, artifacts, flush_interval=3600)
     service.log_batch(run.id, params={"lr": "0.5"})  # another writer got there first
     run.log_param("lr", 0.1)
@@ -235,9 +223,7 @@ def test_a_failed_final_flush_fails_the_run_and_raises(
     assert service.get_run(run.id).info.status == RunStatus.FAILED
 
 
-def test_log_dataset_records_the_fingerprint(
-    service: TrackingService, artifacts: FsspecArtifactStore
-) -> None:
+def test_log_dataset_records_the_fingerprint(service: TrackingService, artifacts: FsspecArtifactStore) -> None:
     frame = pd.DataFrame({"age": [31, 45], "plan": ["basic", "pro"]})
     with run_in(service, artifacts) as run:
         info = run.log_dataset(frame, name="train")
@@ -347,9 +333,7 @@ def test_outside_a_git_tree_no_commit_is_recorded(tmp_path: Path, db_url: str) -
 
 
 @pytest.mark.parametrize(("mode", "status"), [("atexit", RunStatus.FINISHED), ("crash", RunStatus.FAILED)])
-def test_open_runs_are_flushed_and_ended_at_exit(
-    tmp_path: Path, db_url: str, mode: str, status: RunStatus
-) -> None:
+def test_open_runs_are_flushed_and_ended_at_exit(tmp_path: Path, db_url: str, mode: str, status: RunStatus) -> None:
     done = subprocess.run(
         [sys.executable, str(WORKER), db_url, str(tmp_path / "art"), mode, "30000", "3600"],
         capture_output=True,

@@ -16,37 +16,61 @@ from mlpilot.tracking.filter_sql import compile_filter, like_to_glob
 from .conftest import MakeRun
 
 
-@pytest.fixture
-def runs(service: TrackingService, make_run: MakeRun) -> dict[str, str]:
-    """Five runs covering numeric and text params, missing keys, NaN and case differences."""
+@pytest.fixture(scope="module")
+def searched(module_service: TrackingService) -> tuple[TrackingService, dict[str, str]]:
+    """Five runs covering numeric and text params, missing keys, NaN and case differences (read-only)."""
+    service = module_service
+
+    def make(name: str, **kwargs: Any) -> str:
+        experiment = kwargs.pop("experiment", "exp")
+        info = service.create_run(RunSpec(experiment=experiment, name=name, start_time=kwargs.pop("start_time")))
+        service.log_batch(
+            info.id,
+            metrics=[(k, float(v), 0, 1_000) for k, v in kwargs.get("metrics", {}).items()],
+            params={k: str(v) for k, v in kwargs.get("params", {}).items()},
+            tags=kwargs.get("tags", {}),
+        )
+        return info.id
+
     made = {
-        "alpha": make_run(
+        "alpha": make(
             "alpha",
             params={"max_depth": 6, "lr": 0.1, "opt": "adam"},
             metrics={"auc": 0.95, "loss": 0.2},
             tags={"team": "growth"},
             start_time=1_000,
         ),
-        "beta": make_run(
+        "beta": make(
             "beta",
             params={"max_depth": 10, "opt": "sgd"},
             metrics={"auc": 0.91, "loss": 0.3},
             tags={"team": "core"},
             start_time=2_000,
         ),
-        "gamma": make_run(
+        "gamma": make(
             "gamma",
             params={"max_depth": 4, "opt": "Adam"},
             metrics={"auc": 0.85},
             tags={"team": "growth", "note": "it's 100%"},
             start_time=3_000,
         ),
-        "delta": make_run("delta", params={"max_depth": "deep"}, metrics={"auc": math.nan}, start_time=4_000),
-        "eps_1": make_run("eps_1", tags={"team": "Growth"}, start_time=5_000, experiment="other"),
+        "delta": make("delta", params={"max_depth": "deep"}, metrics={"auc": math.nan}, start_time=4_000),
+        "eps_1": make("eps_1", tags={"team": "Growth"}, start_time=5_000, experiment="other"),
     }
-    service.end_run(made["alpha"].id, "FINISHED")
-    service.end_run(made["beta"].id, "FAILED", end_time=9_000)
-    return {name: info.id for name, info in made.items()}
+    service.end_run(made["alpha"], "FINISHED")
+    service.end_run(made["beta"], "FAILED", end_time=9_000)
+    return service, made
+
+
+@pytest.fixture
+def runs(searched: tuple[TrackingService, dict[str, str]]) -> dict[str, str]:
+    return searched[1]
+
+
+@pytest.fixture
+def svc(searched: tuple[TrackingService, dict[str, str]]) -> TrackingService:
+    """The service holding the runs above; tests using it must not write."""
+    return searched[0]
 
 
 def names(service: TrackingService, flt: str | None, **kwargs: Any) -> list[str]:
@@ -105,14 +129,12 @@ def names(service: TrackingService, flt: str | None, **kwargs: Any) -> list[str]
         ("tags.team = 'x'' OR ''1''=''1'", set()),
     ],
 )
-def test_filter_semantics(
-    runs: dict[str, str], service: TrackingService, flt: str | None, expected: set[str]
-) -> None:
-    assert set(names(service, flt)) == expected
+def test_filter_semantics(runs: dict[str, str], svc: TrackingService, flt: str | None, expected: set[str]) -> None:
+    assert set(names(svc, flt)) == expected
 
 
-def test_attribute_run_id_matches_one_run(runs: dict[str, str], service: TrackingService) -> None:
-    assert names(service, f"attributes.run_id = '{runs['gamma']}'") == ["gamma"]
+def test_attribute_run_id_matches_one_run(runs: dict[str, str], svc: TrackingService) -> None:
+    assert names(svc, f"attributes.run_id = '{runs['gamma']}'") == ["gamma"]
 
 
 @pytest.mark.parametrize(
@@ -127,31 +149,27 @@ def test_attribute_run_id_matches_one_run(runs: dict[str, str], service: Trackin
         ("params.depth IN (1, 'a')", "compares to a number"),
     ],
 )
-def test_type_errors_are_filter_errors(
-    runs: dict[str, str], service: TrackingService, flt: str, fragment: str
-) -> None:
+def test_type_errors_are_filter_errors(runs: dict[str, str], svc: TrackingService, flt: str, fragment: str) -> None:
     with pytest.raises(FilterSyntaxError, match=fragment):
-        service.search_runs(flt)
+        svc.search_runs(flt)
 
 
-def test_values_are_bound_parameters_not_sql_text(service: TrackingService) -> None:
-    clause = compile_filter(
-        parse_filter("tags.team = 'growth' and metrics.auc > 0.123456"), service.store.dialect
-    )
-    sql = str(select(Run.id).where(clause).compile(service.store.engine))
+def test_values_are_bound_parameters_not_sql_text(svc: TrackingService) -> None:
+    clause = compile_filter(parse_filter("tags.team = 'growth' and metrics.auc > 0.123456"), svc.store.dialect)
+    sql = str(select(Run.id).where(clause).compile(svc.store.engine))
     assert "growth" not in sql
     assert "0.123456" not in sql
 
 
-def test_experiment_scopes_the_search(runs: dict[str, str], service: TrackingService) -> None:
-    assert names(service, None, experiment="other") == ["eps_1"]
-    assert set(names(service, None, experiment=["exp", "other"])) == set(runs)
+def test_experiment_scopes_the_search(runs: dict[str, str], svc: TrackingService) -> None:
+    assert names(svc, None, experiment="other") == ["eps_1"]
+    assert set(names(svc, None, experiment=["exp", "other"])) == set(runs)
     with pytest.raises(NotFoundError, match="nope"):
-        service.search_runs(None, experiment="nope")
+        svc.search_runs(None, experiment="nope")
 
 
-def test_default_order_is_newest_first(runs: dict[str, str], service: TrackingService) -> None:
-    assert names(service, None) == ["eps_1", "delta", "gamma", "beta", "alpha"]
+def test_default_order_is_newest_first(runs: dict[str, str], svc: TrackingService) -> None:
+    assert names(svc, None) == ["eps_1", "delta", "gamma", "beta", "alpha"]
 
 
 @pytest.mark.parametrize(
@@ -168,16 +186,14 @@ def test_default_order_is_newest_first(runs: dict[str, str], service: TrackingSe
         (["attributes.status DESC", "attributes.name"], ["delta", "eps_1", "gamma", "alpha", "beta"]),
     ],
 )
-def test_order_by(
-    runs: dict[str, str], service: TrackingService, order_by: list[str], expected: list[str]
-) -> None:
-    assert names(service, None, order_by=order_by) == expected
+def test_order_by(runs: dict[str, str], svc: TrackingService, order_by: list[str], expected: list[str]) -> None:
+    assert names(svc, None, order_by=order_by) == expected
 
 
 @pytest.mark.parametrize("bad", ["metrics.", "colour.x DESC", "attributes.colour", "  "])
-def test_bad_order_by_is_refused(runs: dict[str, str], service: TrackingService, bad: str) -> None:
+def test_bad_order_by_is_refused(runs: dict[str, str], svc: TrackingService, bad: str) -> None:
     with pytest.raises(InvalidInputError) as info:
-        service.search_runs(None, order_by=[bad])
+        svc.search_runs(None, order_by=[bad])
     assert info.value.field == "order_by"
 
 
@@ -209,20 +225,20 @@ def test_last_full_page_has_no_next_token(service: TrackingService, make_run: Ma
     assert second.next_page_token is None
 
 
-def test_page_token_is_bound_to_its_query(runs: dict[str, str], service: TrackingService) -> None:
-    token = service.search_runs(None, max_results=2).next_page_token
+def test_page_token_is_bound_to_its_query(runs: dict[str, str], svc: TrackingService) -> None:
+    token = svc.search_runs(None, max_results=2).next_page_token
     assert token is not None
     with pytest.raises(InvalidInputError, match="another filter") as info:
-        service.search_runs("metrics.auc > 0", max_results=2, page_token=token)
+        svc.search_runs("metrics.auc > 0", max_results=2, page_token=token)
     assert info.value.field == "page_token"
     with pytest.raises(InvalidInputError, match="not a token"):
-        service.search_runs(None, page_token="garbage!!")
+        svc.search_runs(None, page_token="garbage!!")
 
 
 @pytest.mark.parametrize("bad", [0, -1, 50_001, True])
-def test_max_results_is_bounded(service: TrackingService, bad: int) -> None:
+def test_max_results_is_bounded(svc: TrackingService, bad: int) -> None:
     with pytest.raises(InvalidInputError) as info:
-        service.search_runs(None, max_results=bad)
+        svc.search_runs(None, max_results=bad)
     assert info.value.field == "max_results"
 
 

@@ -142,9 +142,7 @@ def test_latest_value_only_moves_forward(service: TrackingService) -> None:
 
 def test_non_finite_values_round_trip(service: TrackingService) -> None:
     run_id = new_run(service)
-    service.log_batch(
-        run_id, metrics=[("nan", math.nan, 0, 1), ("inf", math.inf, 0, 1), ("ninf", -math.inf, 0, 1)]
-    )
+    service.log_batch(run_id, metrics=[("nan", math.nan, 0, 1), ("inf", math.inf, 0, 1), ("ninf", -math.inf, 0, 1)])
     metrics = service.get_run(run_id).metrics
     assert math.isnan(metrics["nan"])
     assert metrics["inf"] == math.inf
@@ -256,7 +254,5 @@ def test_a_batch_is_one_transaction_of_many_points(service: TrackingService) -> 
     points = [(f"m{i % 5}", float(i), i // 5, 1_000 + i) for i in range(5_000)]
     service.log_batch(run_id, metrics=points)
     with service.store.read() as session:
-        assert (
-            session.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id)) == 5_000
-        )
+        assert session.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id)) == 5_000
     assert service.get_run(run_id).metrics == {f"m{k}": 4995.0 + k for k in range(5)}

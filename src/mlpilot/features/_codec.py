@@ -31,9 +31,7 @@ def _key_part(value: Any, field: str) -> int | str:
     item = getattr(value, "item", None)  # numpy scalars
     if item is not None:
         return _key_part(item(), field)
-    raise InvalidInputError(
-        f"{field}: join key values must be integers or strings, got {value!r}", field=field
-    )
+    raise InvalidInputError(f"{field}: join key values must be integers or strings, got {value!r}", field=field)
 
 
 def encode_key(values: Sequence[Any], names: Sequence[str] = ()) -> str:

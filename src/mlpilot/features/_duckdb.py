@@ -123,6 +123,10 @@ class DuckSession:
         rows = self.fetchall(f"DESCRIBE SELECT * FROM {from_sql}")
         return {str(row[0]): str(row[1]) for row in rows}
 
+    def execute(self, statement: str) -> None:
+        """Run a statement that returns nothing (DDL)."""
+        self._guard(lambda: self.con.execute(statement))
+
     def fetchall(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run a query and return its rows as tuples (for small results)."""
         rows: list[tuple[Any, ...]] = self._guard(lambda: self.con.sql(query, params=params).fetchall())

@@ -50,9 +50,7 @@ class Definitions:
         self.entities: dict[str, Entity] = {}
         self.views: dict[str, FeatureView] = {}
         self.services: dict[str, FeatureService] = {}
-        self._origins: dict[
-            str, FeatureView
-        ] = {}  # view name -> the object the user passed (before rebasing)
+        self._origins: dict[str, FeatureView] = {}  # view name -> the object the user passed (before rebasing)
         for obj in objects:
             self.add(obj)
 
@@ -156,9 +154,7 @@ class Definitions:
         return sorted(specs, key=lambda s: (_KIND_ORDER[s["kind"]], s["name"]))
 
     @classmethod
-    def from_specs(
-        cls, specs: Iterable[Mapping[str, Any]], *, base_dir: str | Path | None = None
-    ) -> Definitions:
+    def from_specs(cls, specs: Iterable[Mapping[str, Any]], *, base_dir: str | Path | None = None) -> Definitions:
         """Rebuild definitions from specs (as stored by a registry backend)."""
         base = Path(base_dir) if base_dir is not None else None
         objects: list[Definition] = []
@@ -197,13 +193,7 @@ def resolve_features(features: FeaturesArg, definitions: Definitions | None = No
     order: list[str] = []
     chosen: dict[str, tuple[FeatureView, list[str]]] = {}
     for item in items:
-        ref = (
-            item
-            if isinstance(item, FeatureRef)
-            else FeatureRef.parse(item)
-            if isinstance(item, str)
-            else None
-        )
+        ref = item if isinstance(item, FeatureRef) else FeatureRef.parse(item) if isinstance(item, str) else None
         view_obj: FeatureView
         if isinstance(item, FeatureView):
             view_obj, names = item, None
@@ -226,10 +216,7 @@ def resolve_features(features: FeaturesArg, definitions: Definitions | None = No
         if view_obj.name not in chosen:
             order.append(view_obj.name)
             chosen[view_obj.name] = (view_obj, [])
-        elif (
-            chosen[view_obj.name][0] is not view_obj
-            and chosen[view_obj.name][0].spec_hash != view_obj.spec_hash
-        ):
+        elif chosen[view_obj.name][0] is not view_obj and chosen[view_obj.name][0].spec_hash != view_obj.spec_hash:
             raise InvalidInputError(
                 f"features: two different feature views are called {view_obj.name!r}", field="features"
             )

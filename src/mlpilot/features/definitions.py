@@ -61,8 +61,7 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 def _check_name(value: object, field: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise InvalidInputError(
-            f"{field}: expected a name of letters, digits and underscores not starting with a digit, "
-            f"got {value!r}",
+            f"{field}: expected a name of letters, digits and underscores not starting with a digit, got {value!r}",
             field=field,
         )
     return value
@@ -201,9 +200,7 @@ class FeatureView:
         self.source = source
         self.timestamp_field = _check_column(timestamp_field, f"{field}.timestamp_field")
         self.available_at_field = (
-            None
-            if available_at_field is None
-            else _check_column(available_at_field, f"{field}.available_at_field")
+            None if available_at_field is None else _check_column(available_at_field, f"{field}.available_at_field")
         )
         if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
             raise InvalidInputError(
@@ -391,8 +388,7 @@ class FeatureService:
             "kind": self.kind,
             "name": self.name,
             "features": [
-                {"view": r.view_name, "features": None if r.features is None else list(r.features)}
-                for r in self.refs
+                {"view": r.view_name, "features": None if r.features is None else list(r.features)} for r in self.refs
             ],
             "description": self.description,
             "tags": dict(sorted(self.tags.items())),
@@ -422,9 +418,7 @@ def _merge_refs(refs: Sequence[FeatureRef]) -> tuple[FeatureRef, ...]:
         if seen is None:
             merged[ref.view_name] = ref
         elif seen.features is None or ref.features is None:
-            merged[ref.view_name] = FeatureRef(
-                seen.view if not isinstance(seen.view, str) else ref.view, None
-            )
+            merged[ref.view_name] = FeatureRef(seen.view if not isinstance(seen.view, str) else ref.view, None)
         else:
             extra = tuple(f for f in ref.features if f not in seen.features)
             merged[ref.view_name] = FeatureRef(seen.view, seen.features + extra)

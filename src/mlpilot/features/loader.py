@@ -58,9 +58,7 @@ def load_definitions(path: str | Path) -> Definitions:
     elif file.suffix in (".yaml", ".yml"):
         objects = _load_yaml(file)
     else:
-        raise InvalidInputError(
-            f"definitions: expected a .py, .yaml or .yml file, got {file.name}", field="path"
-        )
+        raise InvalidInputError(f"definitions: expected a .py, .yaml or .yml file, got {file.name}", field="path")
     return Definitions(objects, base_dir=file.resolve().parent)
 
 
@@ -95,8 +93,7 @@ def parse_duration(value: Any, field: str) -> timedelta:
     match = _DURATION.match(str(value)) if isinstance(value, str) else None
     if match is None:
         raise InvalidInputError(
-            f"{field}: expected a duration such as 90s, 15m, 12h, 7d, 2w or a number of seconds, "
-            f"got {value!r}",
+            f"{field}: expected a duration such as 90s, 15m, 12h, 7d, 2w or a number of seconds, got {value!r}",
             field=field,
         )
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
@@ -201,9 +198,7 @@ def _ref(item: Any, where: str) -> FeatureRef:
         return FeatureRef.parse(item)
     ref = _mapping(item, where, {"view", "features"})
     features = ref.get("features")
-    return FeatureRef(
-        _required(ref, "view", where), None if features is None else tuple(_list(features, where))
-    )
+    return FeatureRef(_required(ref, "view", where), None if features is None else tuple(_list(features, where)))
 
 
 def _mapping(value: Any, where: str, allowed: set[str] | None) -> Mapping[str, Any]:

@@ -117,9 +117,7 @@ class OnlineReader:
             columns = {}
             for key in self.join_keys:
                 if key not in entity_rows:
-                    raise InvalidInputError(
-                        f"entity_rows: missing join key {key!r}", field=f"entity_rows.{key}"
-                    )
+                    raise InvalidInputError(f"entity_rows: missing join key {key!r}", field=f"entity_rows.{key}")
                 columns[key] = list(entity_rows[key])
             lengths = {len(c) for c in columns.values()}
             if len(lengths) > 1:

@@ -32,7 +32,7 @@ from typing import Any
 from mlpilot.errors import InvalidInputError
 from mlpilot.features._codec import encode_key, encode_payload, online_columns, store_of, to_us
 from mlpilot.features._duckdb import DuckSession, quote
-from mlpilot.features._viewsql import AV, ET, NEVER, SEQ, E, PreparedView, prepare_view
+from mlpilot.features._viewsql import AV, ET, NEVER, SF, SR, E, PreparedView, prepare_view
 from mlpilot.features.catalog import Definitions
 from mlpilot.features.definitions import FeatureView
 from mlpilot.features.online.base import OnlineStore, StoredRow
@@ -77,9 +77,7 @@ def materialize(
     if slice_span is not None and slice_span <= timedelta(0):
         raise InvalidInputError("slice_span: expected a positive timedelta", field="slice_span")
     if allowed_lateness is not None and allowed_lateness < timedelta(0):
-        raise InvalidInputError(
-            "allowed_lateness: expected a non-negative timedelta", field="allowed_lateness"
-        )
+        raise InvalidInputError("allowed_lateness: expected a non-negative timedelta", field="allowed_lateness")
     items = [views] if isinstance(views, FeatureView | str) else list(views)
     resolved = [_resolve(v, definitions) for v in items]
     now_us = to_us(now, "now") if now is not None else time.time_ns() // 1000
@@ -95,9 +93,7 @@ def materialize(
                 written = _run_view(prepared, online, lo, end_us, slice_span, batch_size)
                 watermark = online.read_watermark(view.name)
                 results.append(
-                    MaterializeResult(
-                        view.name, lo, end_us, written, end_us if watermark is None else watermark
-                    )
+                    MaterializeResult(view.name, lo, end_us, written, end_us if watermark is None else watermark)
                 )
     finally:
         if opened:
@@ -108,9 +104,7 @@ def materialize(
 def _resolve(view: FeatureView | str, definitions: Definitions | None) -> FeatureView:
     if isinstance(view, str):
         if definitions is None:
-            raise InvalidInputError(
-                f"views: {view!r} is a name; pass definitions=... to resolve it", field="views"
-            )
+            raise InvalidInputError(f"views: {view!r} is a name; pass definitions=... to resolve it", field="views")
         return definitions.view(view)
     return view if definitions is None else definitions.resolve_view(view)
 
@@ -148,19 +142,23 @@ def _run_view(
 ) -> int:
     view = prepared.view
     session = prepared.session
-    columns = [(name, name) for name in view.feature_names]
-    not_null = "".join(f" AND {quote(k)} IS NOT NULL" for k in prepared.keys)
-    rows = f"SELECT * FROM ({prepared.rows_sql(columns, with_seq=True)}) WHERE {AV} < {NEVER}{not_null}"
-    if view.ttl_us is not None:
-        rows += f" AND {ET} >= {end_us - view.ttl_us}"  # rows already expired at `end` are never served
-    bounds = _slices(session, rows, lo, end_us, slice_span)
     keys = ", ".join(quote(k) for k in prepared.keys)
+    conditions = [f"{AV} < {NEVER}", *(f"{quote(k)} IS NOT NULL" for k in prepared.keys)]
+    if view.ttl_us is not None:
+        conditions.append(f"{ET} >= {end_us - view.ttl_us}")  # rows already expired at `end` are never served
+    index = f"SELECT * FROM ({prepared.index_sql(positional=True)}) WHERE {' AND '.join(conditions)}"
+    features = prepared.features_sql([(name, name) for name in view.feature_names], by_position=True)
+    feature_list = ", ".join(f"f.{quote(name)}" for name in view.feature_names)
     written = 0
-    for slice_lo, slice_hi in bounds:
-        condition = f"{E} <= {slice_hi}" + ("" if slice_lo is None else f" AND {E} > {slice_lo}")
+    for slice_lo, slice_hi in _slices(session, index, lo, end_us, slice_span):
+        window = f"{E} <= {slice_hi}" + ("" if slice_lo is None else f" AND {E} > {slice_lo}")
+        # The winner per entity on narrow rows (a hash aggregate, no sort), then its features by position.
         latest = (
-            f"SELECT * EXCLUDE ({SEQ}, {E}) FROM ({rows}) WHERE {condition} "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {ET} DESC, {AV} DESC, {SEQ} DESC) = 1"
+            f"WITH w AS (SELECT {keys}, max(struct_pack(a := {ET}, b := {AV}, c := {SF}, d := {SR})) AS w "
+            f"FROM ({index}) WHERE {window} GROUP BY ALL), "
+            f"f AS ({features}) "
+            f"SELECT {', '.join(f'w.{quote(k)}' for k in prepared.keys)}, w.w.a AS {ET}, w.w.b AS {AV}, "
+            f"{feature_list} FROM w JOIN f ON f.{SF} = w.w.c AND f.{SR} = w.w.d"
         )
         for batch in session.stream_arrow(latest, batch_size):
             written += _write(view, prepared.keys, batch, online)

@@ -113,9 +113,7 @@ def plan(
         else:
             unchanged.append(f"{key[0]} {key[1]}")
     removed = [Change(k[0], k[1], s, None) for k, s in old.items() if k not in new]
-    return Plan(
-        tuple(added), tuple(changed), tuple(removed), tuple(unchanged), tuple(new_specs), base_version
-    )
+    return Plan(tuple(added), tuple(changed), tuple(removed), tuple(unchanged), tuple(new_specs), base_version)
 
 
 def apply_definitions(

@@ -69,9 +69,7 @@ def push(
     """
     if isinstance(view, str):
         if definitions is None:
-            raise InvalidInputError(
-                f"view: {view!r} is a name; pass definitions=... to resolve it", field="view"
-            )
+            raise InvalidInputError(f"view: {view!r} is a name; pass definitions=... to resolve it", field="view")
         view = definitions.view(view)
     elif definitions is not None:
         view = definitions.resolve_view(view)
@@ -97,9 +95,7 @@ def _conform(view: FeatureView, table: Any, now: datetime) -> Any:
 
     def take(name: str, target: Any, role: str) -> None:
         if name not in table.column_names:
-            raise InvalidInputError(
-                f"push to {view.name!r}: missing column {name!r} ({role})", field=f"data.{name}"
-            )
+            raise InvalidInputError(f"push to {view.name!r}: missing column {name!r} ({role})", field=f"data.{name}")
         column = table.column(name)
         if (
             target is not None

@@ -28,11 +28,14 @@ from mlpilot.features._duckdb import quote, sql_string
 if TYPE_CHECKING:
     from mlpilot.features._duckdb import DuckSession
 
-__all__ = ["SEQ_COLUMN", "ParquetSource", "Source", "SqlSource", "TableSource", "source_from_spec"]
+__all__ = ["SF", "SR", "ParquetSource", "Source", "SqlSource", "TableSource", "source_from_spec"]
 
-# A sortable column giving each row's position in source order: the tie-break between rows with equal keys and
-# timestamps ("the later row in the source wins").
-SEQ_COLUMN = "__mlpilot_seq"
+# A row's position in source order, (file index, row number in the file): stable across scans of the same data,
+# so the training-set join can find winners on narrow rows and fetch their features by position, and so "the
+# later row in the source wins" ties between rows with equal keys and timestamps.
+SF = "__mlpilot_sf"
+SR = "__mlpilot_sr"
+_VIRTUAL = ("file_index", "file_row_number")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -45,8 +48,13 @@ class Source(abc.ABC):
         """A JSON-able description; equal specs mean the same declared source."""
 
     @abc.abstractmethod
-    def from_sql(self, session: DuckSession, *, with_seq: bool = False) -> str:
-        """A ``FROM`` clause for this source in ``session``; with ``with_seq`` it has a :data:`SEQ_COLUMN`."""
+    def from_sql(self, session: DuckSession) -> str:
+        """A ``FROM`` clause for this source in ``session``."""
+
+    def positional_sql(self, session: DuckSession, columns: Sequence[str]) -> str | None:
+        """A ``FROM`` clause adding the position columns :data:`SF` and :data:`SR`, or ``None`` when this source
+        cannot give stable positions (the caller then materializes it once). ``columns`` are the source's."""
+        return None
 
     def rebased(self, base_dir: Path) -> Source:
         """This source with relative paths resolved against ``base_dir`` (sources without paths: itself)."""
@@ -73,14 +81,10 @@ class ParquetSource(Source):
     ('history/*.parquet', 'pushed/txn/*.parquet')
     """
 
-    def __init__(
-        self, path: str | Path | Sequence[str | Path], *, base_dir: str | Path | None = None
-    ) -> None:
+    def __init__(self, path: str | Path | Sequence[str | Path], *, base_dir: str | Path | None = None) -> None:
         raw = [path] if isinstance(path, str | Path) else list(path)
         if not raw or any(not str(p) for p in raw):
-            raise InvalidInputError(
-                "source.path: expected a non-empty path or list of paths", field="source.path"
-            )
+            raise InvalidInputError("source.path: expected a non-empty path or list of paths", field="source.path")
         self.paths: tuple[str, ...] = tuple(str(p) for p in raw)
         self.base_dir = Path(base_dir) if base_dir is not None else None
 
@@ -114,16 +118,19 @@ class ParquetSource(Source):
             )
         return found
 
-    def from_sql(self, session: DuckSession, *, with_seq: bool = False) -> str:
-        files = "[" + ", ".join(sql_string(f) for f in self.files()) + "]"
-        if not with_seq:
-            return f"read_parquet({files})"
-        # Sorted file list + row number in the file = source order.
+    def from_sql(self, session: DuckSession) -> str:
+        return f"read_parquet({self._file_list()})"
+
+    def positional_sql(self, session: DuckSession, columns: Sequence[str]) -> str | None:
+        if any(name in columns for name in _VIRTUAL):
+            return None  # a real column would shadow DuckDB's virtual one
         return (
-            f"(SELECT * EXCLUDE (__mlpilot_file, file_row_number), "
-            f"struct_pack(f := __mlpilot_file, r := file_row_number) AS {SEQ_COLUMN} "
-            f"FROM read_parquet({files}, filename = '__mlpilot_file', file_row_number = true))"
+            f"(SELECT *, CAST(file_index AS BIGINT) AS {SF}, CAST(file_row_number AS BIGINT) AS {SR} "
+            f"FROM read_parquet({self._file_list()}))"
         )
+
+    def _file_list(self) -> str:
+        return "[" + ", ".join(sql_string(f) for f in self.files()) + "]"
 
 
 class TableSource(Source):
@@ -155,19 +162,24 @@ class TableSource(Source):
     def to_spec(self) -> dict[str, Any]:
         return {"type": "table", "schema": dict(self._schema)}
 
-    def from_sql(self, session: DuckSession, *, with_seq: bool = False) -> str:
+    def from_sql(self, session: DuckSession) -> str:
+        return session.register_table(self._data())
+
+    def positional_sql(self, session: DuckSession, columns: Sequence[str]) -> str | None:
+        import pyarrow as pa
+
+        table = self._data()
+        name = session.register_table(table.append_column(SR, pa.array(range(table.num_rows), pa.int64())))
+        return f"(SELECT *, CAST(0 AS BIGINT) AS {SF} FROM {name})"
+
+    def _data(self) -> Any:
         if self.table is None:
             raise InvalidInputError(
                 "source.table: this in-memory table source was rebuilt from its spec and has no data; "
                 "attach the table with TableSource.bind(table)",
                 field="source.table",
             )
-        table = self.table
-        if with_seq:
-            import pyarrow as pa
-
-            table = table.append_column(SEQ_COLUMN, pa.array(range(table.num_rows), pa.int64()))
-        return session.register_table(table)
+        return self.table
 
 
 class SqlSource(Source):
@@ -210,14 +222,11 @@ class SqlSource(Source):
     def rebased(self, base_dir: Path) -> SqlSource:
         return SqlSource(self.query, {name: s.rebased(base_dir) for name, s in self.inputs.items()})
 
-    def from_sql(self, session: DuckSession, *, with_seq: bool = False) -> str:
+    def from_sql(self, session: DuckSession) -> str:
         ctes = ", ".join(
-            f"{quote(name)} AS (SELECT * FROM {source.from_sql(session)})"
-            for name, source in self.inputs.items()
+            f"{quote(name)} AS (SELECT * FROM {source.from_sql(session)})" for name, source in self.inputs.items()
         )
         body = f"SELECT * FROM ({self.query})"
-        if with_seq:
-            body = f"SELECT *, row_number() OVER () AS {SEQ_COLUMN} FROM ({self.query})"
         return f"(WITH {ctes} {body})" if ctes else f"({body})"
 
 
@@ -232,20 +241,14 @@ def source_from_spec(spec: Mapping[str, Any], *, base_dir: Path | None = None) -
     if kind == "table":
         schema = spec.get("schema")
         if not isinstance(schema, Mapping):
-            raise InvalidInputError(
-                "source.schema: expected a mapping of column -> type", field="source.schema"
-            )
+            raise InvalidInputError("source.schema: expected a mapping of column -> type", field="source.schema")
         return TableSource(None, schema=schema)
     if kind == "sql":
         inputs = spec.get("inputs") or {}
         if not isinstance(inputs, Mapping):
-            raise InvalidInputError(
-                "source.inputs: expected a mapping of name -> source", field="source.inputs"
-            )
+            raise InvalidInputError("source.inputs: expected a mapping of name -> source", field="source.inputs")
         return SqlSource(
             str(spec.get("query", "")),
             {str(name): source_from_spec(sub, base_dir=base_dir) for name, sub in inputs.items()},
         )
-    raise InvalidInputError(
-        f"source.type: expected 'parquet', 'table' or 'sql', got {kind!r}", field="source.type"
-    )
+    raise InvalidInputError(f"source.type: expected 'parquet', 'table' or 'sql', got {kind!r}", field="source.type")

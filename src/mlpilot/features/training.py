@@ -31,7 +31,7 @@ from typing import Any
 from mlpilot.errors import InvalidInputError
 from mlpilot.features._duckdb import DuckSession, quote
 from mlpilot.features._frames import Output, from_arrow, to_arrow
-from mlpilot.features._viewsql import AV, ET, SEQ, E, PreparedView, prepare_view
+from mlpilot.features._viewsql import AV, ET, NEVER, SF, SR, E, PreparedView, prepare_view
 from mlpilot.features.catalog import Definitions, FeaturesArg, Selection, resolve_features
 from mlpilot.features.dtypes import is_timestamp_type, kind_of, timestamp_us_sql
 from mlpilot.features.leakage import REPORT_METADATA_KEY, LeakageReport, ViewLeakage
@@ -41,7 +41,6 @@ __all__ = ["TrainingSet", "get_training_set"]
 
 _ROW = "__mlpilot_row"
 _T = "__mlpilot_t"
-_FLAGS = ("m", "q", "a", "x")  # matched, equal timestamp, excluded by availability, TTL-expired
 
 
 @dataclass(frozen=True)
@@ -85,15 +84,15 @@ def get_training_set(
         raise InvalidInputError("embargo: expected a non-negative timedelta", field="embargo")
     embargo_us = 0 if embargo is None else embargo // timedelta(microseconds=1)
     with DuckSession(memory_limit=memory_limit, temp_directory=temp_directory, threads=threads) as session:
-        entity_from = _entity_from(entity_df, session)
+        entity_from, entity_rows = _entity_from(entity_df, session)
         entity_schema = session.describe(entity_from)
         prepared = [prepare_view(s.view, session) for s in selections]
         _check_entity(entity_schema, timestamp_field, prepared)
         outputs = _output_names(selections, entity_schema, full_names)
-        query = _join_sql(
-            entity_from, entity_schema, timestamp_field, prepared, selections, outputs, strict, embargo_us
-        )
-        table = session.fetch_arrow(query)
+        args = (entity_from, entity_schema, timestamp_field, prepared, selections, outputs, strict, embargo_us)
+        table = session.fetch_arrow(_join_sql(*args, dedupe=False))
+        if table.num_rows != entity_rows:
+            table = session.fetch_arrow(_join_sql(*args, dedupe=True))
     report = _report(table, selections, strict, embargo_us)
     keep = [name for name in table.column_names if not name.startswith("__mlpilot_")]
     table = table.select(keep)
@@ -106,34 +105,45 @@ def get_training_set(
     return TrainingSet(data, report)
 
 
-def _entity_from(entity_df: Any, session: DuckSession) -> str:
+def _entity_from(entity_df: Any, session: DuckSession) -> tuple[str, int]:
+    """A FROM clause of the entity rows with a ``__mlpilot_row`` order column, and the number of rows."""
     if isinstance(entity_df, str | Path):
         source = ParquetSource(entity_df)
-        return f"(SELECT * EXCLUDE ({SEQ}), {SEQ} AS {_ROW} FROM {source.from_sql(session, with_seq=True)})"
+        plain = source.from_sql(session)
+        columns = list(session.describe(plain))
+        positional = source.positional_sql(session, columns)
+        if positional is None:
+            raise InvalidInputError(
+                "entity_df: Parquet files with a column named file_index or file_row_number cannot be read "
+                "out of core; load them into a table first",
+                field="entity_df",
+            )
+        rows = int(session.fetchall(f"SELECT count(*) FROM {plain}")[0][0])
+        return (
+            f"(SELECT * EXCLUDE ({SF}, {SR}), row_number() OVER (ORDER BY {SF}, {SR}) AS {_ROW} FROM {positional})",
+            rows,
+        )
     import pyarrow as pa
 
     table = to_arrow(entity_df, field="entity_df")
     reserved = [name for name in table.column_names if name.startswith("__mlpilot_")]
     if reserved:
         raise InvalidInputError(
-            f"entity_df: column {reserved[0]!r} uses the reserved prefix __mlpilot_",
-            field=f"entity_df.{reserved[0]}",
+            f"entity_df: column {reserved[0]!r} uses the reserved prefix __mlpilot_", field=f"entity_df.{reserved[0]}"
         )
     table = table.append_column(_ROW, pa.array(range(table.num_rows), pa.int64()))
-    return session.register_table(table)
+    return session.register_table(table), table.num_rows
 
 
 def _check_entity(schema: dict[str, str], timestamp_field: str, prepared: Sequence[PreparedView]) -> None:
     if timestamp_field not in schema:
         raise InvalidInputError(
-            f"entity_df: no column {timestamp_field!r} (pass timestamp_field=...; "
-            f"columns: {', '.join(schema)})",
+            f"entity_df: no column {timestamp_field!r} (pass timestamp_field=...; columns: {', '.join(schema)})",
             field="timestamp_field",
         )
     if not is_timestamp_type(schema[timestamp_field]):
         raise InvalidInputError(
-            f"entity_df: column {timestamp_field!r} has type {schema[timestamp_field]}; "
-            "expected a timestamp or date",
+            f"entity_df: column {timestamp_field!r} has type {schema[timestamp_field]}; expected a timestamp or date",
             field="timestamp_field",
         )
     for p in prepared:
@@ -151,9 +161,7 @@ def _check_entity(schema: dict[str, str], timestamp_field: str, prepared: Sequen
                 )
 
 
-def _output_names(
-    selections: Sequence[Selection], schema: dict[str, str], full_names: bool
-) -> list[list[str]]:
+def _output_names(selections: Sequence[Selection], schema: dict[str, str], full_names: bool) -> list[list[str]]:
     taken: dict[str, str] = {name: "entity_df" for name in schema if name != _ROW}
     result: list[list[str]] = []
     for s in selections:
@@ -182,62 +190,77 @@ def _join_sql(
     outputs: Sequence[Sequence[str]],
     strict: bool,
     embargo_us: int,
+    dedupe: bool,
 ) -> str:
+    """The whole join as one query. Per view, an ASOF join on narrow index rows finds each entity row's winner,
+    then a hash join fetches the winner's features.
+
+    Plain views fetch features by (keys, event time); if two source rows share both, that join returns more
+    rows than there are entity rows and the caller re-runs with ``dedupe``, which resolves such ties by source
+    position first (a rare case that costs one aggregation).
+    """
     t_expr = timestamp_us_sql(quote(timestamp_field), entity_schema[timestamp_field])
     ctes = [f"e AS (SELECT *, {t_expr} - {embargo_us} AS {_T} FROM {entity_from})"]
     joins: list[str] = []
     selects = [f"e.* EXCLUDE ({_T}, {_ROW})"]
     op = ">" if strict else ">="
     for i, (p, s, names) in enumerate(zip(prepared, selections, outputs, strict=True)):
-        v = f"v{i}"
+        k, f = f"k{i}", f"f{i}"
         columns = [(feature, f"__mlpilot_f{i}_{j}") for j, feature in enumerate(s.features)]
-        keys_on = " AND ".join(f"e.{quote(k)} = {v}.{quote(k)}" for k in p.keys)
+        keys = ", ".join(quote(key) for key in p.keys)
+        on_k = " AND ".join(f"e.{quote(key)} = {k}.{quote(key)}" for key in p.keys)
         if p.bitemporal:
-            ctes.extend(_record_ctes(p, v, columns))
-            joins.append(f"ASOF LEFT JOIN {v} ON {keys_on} AND e.{_T} {op} {v}.{E}")
-            p_on = " AND ".join(f"e.{quote(k)} = {v}p.{quote(k)}" for k in p.keys)
-            joins.append(f"ASOF LEFT JOIN {v}p ON {p_on} AND e.{_T} {op} {v}p.{ET}")
-            newer = f"({v}p.{ET}, {v}p.{AV}) > ({v}.{ET}, {v}.{AV})"
-            excluded = f"({v}p.{ET} IS NOT NULL AND ({v}.{ET} IS NULL OR {newer}))"
-            equal = f"({v}.{ET} = e.{_T} OR {v}.{AV} = e.{_T})"
-        else:
-            with_seq = p.has_duplicates()
-            rows = p.rows_sql(columns, with_seq=with_seq)
-            if with_seq:
-                keys = ", ".join(quote(k) for k in p.keys)
-                rows += f" QUALIFY row_number() OVER (PARTITION BY {keys}, {ET} ORDER BY {SEQ} DESC) = 1"
-            ctes.append(f"{v} AS ({rows})")
-            joins.append(f"ASOF LEFT JOIN {v} ON {keys_on} AND e.{_T} {op} {v}.{ET}")
-            excluded = "false"
-            equal = f"({v}.{ET} = e.{_T})"
-        ttl = p.view.ttl_us
-        fresh = "true" if ttl is None else f"{v}.{ET} >= e.{_T} - {ttl}"
-        for (_, alias), name in zip(columns, names, strict=True):
-            value = f"{v}.{quote(alias)}"
-            selects.append(
-                f"{value if ttl is None else f'CASE WHEN {fresh} THEN {value} END'} AS {quote(name)}"
+            ctes.extend(_record_ctes(p, i))
+            ctes.append(f"{f} AS ({p.features_sql(columns, by_position=True)})")
+            joins.append(f"ASOF LEFT JOIN {k} ON {on_k} AND e.{_T} {op} {k}.{E}")
+            on_p = " AND ".join(f"e.{quote(key)} = p{i}.{quote(key)}" for key in p.keys)
+            joins.append(f"ASOF LEFT JOIN p{i} ON {on_p} AND e.{_T} {op} p{i}.{ET}")
+            joins.append(f"LEFT JOIN {f} ON {f}.{SF} = {k}.{SF} AND {f}.{SR} = {k}.{SR}")
+            newer = f"(p{i}.{ET}, p{i}.{AV}) > ({k}.{ET}, {k}.{AV})"
+            excluded = f"(p{i}.{ET} IS NOT NULL AND ({k}.{ET} IS NULL OR {newer}))"
+            equal = f"({k}.{ET} = e.{_T} OR {k}.{AV} = e.{_T})"
+        elif dedupe:
+            ctes.append(
+                f"{k} AS (SELECT {keys}, {ET}, max(struct_pack(f := {SF}, r := {SR})) AS __mlpilot_w "
+                f"FROM ({p.index_sql(positional=True, times=False)}) GROUP BY ALL)"
             )
-        selects.append(f"{v}.{ET} IS NOT NULL AS __mlpilot_m{i}")
+            ctes.append(f"{f} AS ({p.features_sql(columns, by_position=True)})")
+            joins.append(f"ASOF LEFT JOIN {k} ON {on_k} AND e.{_T} {op} {k}.{ET}")
+            joins.append(f"LEFT JOIN {f} ON {f}.{SF} = {k}.__mlpilot_w.f AND {f}.{SR} = {k}.__mlpilot_w.r")
+            excluded, equal = "false", f"({k}.{ET} = e.{_T})"
+        else:
+            ctes.append(f"{k} AS ({p.index_sql(positional=False, times=False)})")
+            ctes.append(f"{f} AS ({p.features_sql(columns, by_position=False)})")
+            joins.append(f"ASOF LEFT JOIN {k} ON {on_k} AND e.{_T} {op} {k}.{ET}")
+            on_f = " AND ".join(f"{f}.{quote(key)} = {k}.{quote(key)}" for key in p.keys)
+            joins.append(f"LEFT JOIN {f} ON {on_f} AND {f}.{ET} = {k}.{ET}")
+            excluded, equal = "false", f"({k}.{ET} = e.{_T})"
+        ttl = p.view.ttl_us
+        fresh = f"{k}.{ET} >= e.{_T} - {ttl}"
+        for (_, alias), name in zip(columns, names, strict=True):
+            value = f"{f}.{quote(alias)}"
+            selects.append(f"{value if ttl is None else f'CASE WHEN {fresh} THEN {value} END'} AS {quote(name)}")
+        selects.append(f"{k}.{ET} IS NOT NULL AS __mlpilot_m{i}")
         selects.append(f"{equal} AS __mlpilot_q{i}")
         selects.append(f"{excluded} AS __mlpilot_a{i}")
-        selects.append(f"{'false' if ttl is None else f'{v}.{ET} < e.{_T} - {ttl}'} AS __mlpilot_x{i}")
+        selects.append(f"{'false' if ttl is None else f'{k}.{ET} < e.{_T} - {ttl}'} AS __mlpilot_x{i}")
     return f"WITH {', '.join(ctes)} SELECT {', '.join(selects)} FROM e {' '.join(joins)} ORDER BY e.{_ROW}"
 
 
-def _record_ctes(p: PreparedView, v: str, columns: Sequence[tuple[str, str]]) -> list[str]:
-    """CTEs ``{v}`` (the view's records, see the module docstring) and ``{v}p`` (per keys and event time, the
-    latest availability time, ignoring whether it was reached: for the availability part of the report)."""
+def _record_ctes(p: PreparedView, i: int) -> list[str]:
+    """CTEs ``k{i}`` (the view's records, see the module docstring) and ``p{i}`` (per keys and event time, the
+    latest availability time, reached or not: for the availability part of the report)."""
     keys = ", ".join(quote(k) for k in p.keys)
-    rank = f"struct_pack(a := {ET}, b := {AV}, c := {SEQ})"
+    rank = f"struct_pack(a := {ET}, b := {AV}, c := {SF}, d := {SR})"
     return [
-        f"{v}all AS ({p.rows_sql(columns, with_seq=True)})",
+        f"a{i} AS ({p.index_sql(positional=True)})",
         # One row per (keys, e): the best of the rows that become usable at the same instant.
-        f"{v}g AS (SELECT * FROM {v}all WHERE {AV} < 9223372036854775807 QUALIFY row_number() OVER "
-        f"(PARTITION BY {keys}, {E} ORDER BY {ET} DESC, {AV} DESC, {SEQ} DESC) = 1)",
-        f"{v} AS (SELECT * EXCLUDE (__mlpilot_prev) FROM (SELECT *, max({rank}) OVER (PARTITION BY {keys} "
-        f"ORDER BY {E} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS __mlpilot_prev FROM {v}g) "
+        f"g{i} AS (SELECT * FROM a{i} WHERE {AV} < {NEVER} QUALIFY row_number() OVER "
+        f"(PARTITION BY {keys}, {E} ORDER BY {ET} DESC, {AV} DESC, {SF} DESC, {SR} DESC) = 1)",
+        f"k{i} AS (SELECT * EXCLUDE (__mlpilot_prev) FROM (SELECT *, max({rank}) OVER (PARTITION BY {keys} "
+        f"ORDER BY {E} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS __mlpilot_prev FROM g{i}) "
         f"WHERE __mlpilot_prev IS NULL OR {rank} > __mlpilot_prev)",
-        f"{v}p AS (SELECT {keys}, {ET}, max({AV}) AS {AV} FROM {v}all GROUP BY ALL)",
+        f"p{i} AS (SELECT {keys}, {ET}, max({AV}) AS {AV} FROM a{i} GROUP BY ALL)",
     ]
 
 

@@ -60,9 +60,7 @@ def validate_definitions(definitions: Definitions, *, check_sources: bool = True
             target = definitions.views.get(ref.view_name)
             if target is None:
                 problems.append(
-                    Problem(
-                        field, f"feature service {service.name!r}: unknown feature view {ref.view_name!r}"
-                    )
+                    Problem(field, f"feature service {service.name!r}: unknown feature view {ref.view_name!r}")
                 )
                 continue
             for name in ref.features or ():
@@ -70,8 +68,7 @@ def validate_definitions(definitions: Definitions, *, check_sources: bool = True
                     problems.append(
                         Problem(
                             field,
-                            f"feature service {service.name!r}: feature view {target.name!r} "
-                            f"has no feature {name!r}",
+                            f"feature service {service.name!r}: feature view {target.name!r} has no feature {name!r}",
                         )
                     )
     raise_problems(problems)
@@ -181,8 +178,7 @@ def source_problems(
                 problems.append(
                     Problem(
                         f"{field}.entities",
-                        f"{prefix}: join key {key!r} has type {schema[key]}; "
-                        "join keys must be integers or strings",
+                        f"{prefix}: join key {key!r} has type {schema[key]}; join keys must be integers or strings",
                     )
                 )
             other = key_kinds.setdefault((resolved.name, key), (kind, view.name))

@@ -85,9 +85,7 @@ def _to_arrow(data: Any) -> pa.Table:
         if module == "polars" and hasattr(data, "to_arrow"):
             return data.to_arrow()
     except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"table: cannot convert the {module} frame to Arrow: {exc}", field="table"
-        ) from exc
+        raise InvalidInputError(f"table: cannot convert the {module} frame to Arrow: {exc}", field="table") from exc
     if isinstance(data, Mapping):
         arrays: dict[str, pa.Array] = {}
         length: int | None = None
@@ -102,8 +100,7 @@ def _to_arrow(data: Any) -> pa.Table:
             length = len(arrays[str(name)])
         return pa.table(arrays) if arrays else pa.table({})
     raise InvalidInputError(
-        "table: expected a pandas or polars DataFrame, a pyarrow Table or a dict of arrays, "
-        f"got {type(data).__name__}",
+        f"table: expected a pandas or polars DataFrame, a pyarrow Table or a dict of arrays, got {type(data).__name__}",
         field="table",
     )
 
@@ -170,9 +167,7 @@ def _categorical(name: str, col: pa.ChunkedArray) -> CategoricalColumn:
             arr = pc.dictionary_encode(arr)
         dictionary = pc.cast(arr.dictionary, pa.string())
     except pa.ArrowException as exc:
-        raise InvalidInputError(
-            f"column {name!r}: cannot read {arr.type} values as categories", field=name
-        ) from exc
+        raise InvalidInputError(f"column {name!r}: cannot read {arr.type} values as categories", field=name) from exc
     codes = np.asarray(pc.fill_null(arr.indices, -1).to_numpy(), dtype=np.int64)
     categories = [str(v) if v is not None else "" for v in dictionary.to_pylist()]
     if len(set(categories)) != len(categories):

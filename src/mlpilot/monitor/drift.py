@@ -66,7 +66,7 @@ class DriftConfig:
     slice_metric: str | None = None
     sketch_size: int = 4096
     window_sketch_size: int = 65536
-    window_sample_size: int = 50_000
+    window_sample_size: int = 20_000
     top_k: int = 50
     max_segment_values: int = 20
     segment_pairs: bool = True
@@ -82,8 +82,7 @@ class DriftConfig:
             )
         if self.categorical_test not in ("auto", "chi2", "jensen_shannon", "psi"):
             raise InvalidInputError(
-                f"categorical_test: expected auto, chi2, jensen_shannon or psi, got "
-                f"{self.categorical_test!r}",
+                f"categorical_test: expected auto, chi2, jensen_shannon or psi, got {self.categorical_test!r}",
                 field="categorical_test",
             )
         for name in (
@@ -244,9 +243,7 @@ def _chi2_valid(table: FloatArray) -> bool:
     return bool(expected.min() >= 1 and np.mean(expected < 5) <= 0.2)
 
 
-def _categorical(
-    name: str, ref: CategoricalProfile, cur: CategoricalProfile, config: DriftConfig
-) -> FeatureDrift:
+def _categorical(name: str, ref: CategoricalProfile, cur: CategoricalProfile, config: DriftConfig) -> FeatureDrift:
     threshold = config.psi_threshold if config.categorical_test == "psi" else config.categorical_effect_floor
     effect_name = "psi" if config.categorical_test == "psi" else "jensen_shannon"
     result = FeatureDrift(
@@ -306,9 +303,7 @@ def check_feature(
             field=name,
         )
     result.segment = segment
-    result.missing_reference, result.missing_current, result.missing_p_value = _missing_test(
-        reference, current
-    )
+    result.missing_reference, result.missing_current, result.missing_p_value = _missing_test(reference, current)
     if result.p_value is None and result.test != "none":
         # Effect-size-only tests decide on their own; they are not part of the p-value family.
         result.drifted = result.effect_size >= result.threshold

@@ -80,9 +80,7 @@ def _test_columns(
     return out
 
 
-def _apply_fdr(
-    results: list[FeatureDrift], multivariate: MultivariateDrift | None, config: DriftConfig
-) -> None:
+def _apply_fdr(results: list[FeatureDrift], multivariate: MultivariateDrift | None, config: DriftConfig) -> None:
     """One Benjamini-Hochberg family for every p-value of the check, then the effect-size floors."""
     entries: list[tuple[float, Any, str]] = []
     for r in results:
@@ -187,17 +185,13 @@ def compare(
         cur = current
     else:
         kinds = {name: col.kind for name, col in ref.columns.items()}
-        table = _load(
-            current, categorical=segs, features=features, roles=(prediction, target, score), kinds=kinds
-        )
+        table = _load(current, categorical=segs, features=features, roles=(prediction, target, score), kinds=kinds)
         extra = sorted(set(table.columns) - set(ref.columns) - {target})
         if extra:
             notes.append(f"columns not in the reference were ignored: {', '.join(extra)}")
         for name in segs:
             if name not in table.columns:
-                raise InvalidInputError(
-                    f"segments: column {name!r} is not in the current window", field="segments"
-                )
+                raise InvalidInputError(f"segments: column {name!r} is not in the current window", field="segments")
         window = ProfileOptions(
             sketch_size=cfg.window_sketch_size,
             top_k=max(cfg.top_k, 1000),
@@ -234,9 +228,7 @@ def compare(
                 SegmentDrift(key, ref_sub.rows, sub.rows, _test_columns(ref_sub, sub, sub_names, cfg, key))
             )
         if cfg.multivariate and ref.sample is not None and cur.sample is not None:
-            multivariate = pca_drift(
-                ref.sample, cur.sample, threshold=cfg.multivariate_effect_floor, seed=cfg.seed
-            )
+            multivariate = pca_drift(ref.sample, cur.sample, threshold=cfg.multivariate_effect_floor, seed=cfg.seed)
     family = list(tested.values()) + ([pred_result] if pred_result else [])
     family += [f for s in segment_results for f in s.features.values()]
     _apply_fdr(family, multivariate, cfg)

@@ -64,8 +64,7 @@ def _histogram_svg(h: dict[str, object], width: int = 320, height: int = 120) ->
                 )
         parts.append(f'<text x="0" y="{height - 4}" font-size="10">{escape(_fmt(edges[0]))}</text>')
         parts.append(
-            f'<text x="{width}" y="{height - 4}" font-size="10" '
-            f'text-anchor="end">{escape(_fmt(edges[-1]))}</text>'
+            f'<text x="{width}" y="{height - 4}" font-size="10" text-anchor="end">{escape(_fmt(edges[-1]))}</text>'
         )
     else:
         labels = [str(v) for v in h.get("labels", [])]  # type: ignore[attr-defined]
@@ -76,8 +75,7 @@ def _histogram_svg(h: dict[str, object], width: int = 320, height: int = 120) ->
                 bar = plot_h * v / top
                 x = i * group + group * 0.1 + j * bar_w
                 parts.append(
-                    f'<rect x="{x:.1f}" y="{plot_h - bar:.1f}" width="{bar_w:.1f}" '
-                    f'height="{bar:.1f}" fill="{color}"/>'
+                    f'<rect x="{x:.1f}" y="{plot_h - bar:.1f}" width="{bar_w:.1f}" height="{bar:.1f}" fill="{color}"/>'
                 )
             if n <= 12:
                 parts.append(
@@ -102,8 +100,7 @@ def _scores_svg(features: list[FeatureDrift], width: int = 760) -> str:
         y = i * line + 4
         color = _BAD if f.drifted else _REF
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 12}" font-size="11" '
-            f'text-anchor="end">{escape(f.label[:32])}</text>'
+            f'<text x="{label_w - 6}" y="{y + 12}" font-size="11" text-anchor="end">{escape(f.label[:32])}</text>'
         )
         parts.append(
             f'<rect x="{label_w}" y="{y + 2}" width="{min(f.effect_size, 1e6) * scale:.1f}" '
@@ -112,8 +109,7 @@ def _scores_svg(features: list[FeatureDrift], width: int = 760) -> str:
         )
         tx = label_w + f.threshold * scale
         parts.append(
-            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{y}" y2="{y + line - 2}" stroke="#222" '
-            'stroke-dasharray="2,2"/>'
+            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{y}" y2="{y + line - 2}" stroke="#222" stroke-dasharray="2,2"/>'
         )
         parts.append(
             f'<text x="{label_w + min(f.effect_size, 1e6) * scale + 4:.1f}" y="{y + 12}" font-size="10">'
@@ -130,13 +126,9 @@ def _segments_svg(
     if not keys:
         return ""
     width, label_w, line = 760, 200, 22
-    values = [
-        m.value for k in keys for m in (current[k][name], reference.get(k, {}).get(name)) if m is not None
-    ]
+    values = [m.value for k in keys for m in (current[k][name], reference.get(k, {}).get(name)) if m is not None]
     lows = [m.low for k in keys for m in (current[k][name], reference.get(k, {}).get(name)) if m is not None]
-    highs = [
-        m.high for k in keys for m in (current[k][name], reference.get(k, {}).get(name)) if m is not None
-    ]
+    highs = [m.high for k in keys for m in (current[k][name], reference.get(k, {}).get(name)) if m is not None]
     finite = [v for v in values + lows + highs if math.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
     if hi <= lo:
@@ -150,16 +142,13 @@ def _segments_svg(
     parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
     for i, key in enumerate(keys):
         y = i * line + 12
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 4}" font-size="11" text-anchor="end">{escape(key[:32])}</text>'
-        )
+        parts.append(f'<text x="{label_w - 6}" y="{y + 4}" font-size="11" text-anchor="end">{escape(key[:32])}</text>')
         for m, color, dy in ((reference.get(key, {}).get(name), _REF, -4), (current[key][name], _CUR, 4)):
             if m is None or not math.isfinite(m.value):
                 continue
             if math.isfinite(m.low) and math.isfinite(m.high):
                 parts.append(
-                    f'<line x1="{x(m.low):.1f}" x2="{x(m.high):.1f}" y1="{y + dy}" y2="{y + dy}" '
-                    f'stroke="{color}"/>'
+                    f'<line x1="{x(m.low):.1f}" x2="{x(m.high):.1f}" y1="{y + dy}" y2="{y + dy}" stroke="{color}"/>'
                 )
             parts.append(f'<circle cx="{x(m.value):.1f}" cy="{y + dy}" r="3.5" fill="{color}"/>')
     parts.append(
@@ -234,9 +223,7 @@ def render_html(report: DriftReport) -> str:
             )
         )
         out.append(f"<h2>Joint distribution (PCA reconstruction)</h2><p>{verdict}: {detail}</p>")
-    out.append(
-        "<h2>Drift scores</h2>" + _scores_svg(features + ([report.prediction] if report.prediction else []))
-    )
+    out.append("<h2>Drift scores</h2>" + _scores_svg(features + ([report.prediction] if report.prediction else [])))
     out.append(
         '<h2>Distributions</h2><p class="legend"><span style="background:#4c78a8"></span>reference'
         '<span style="background:#f58518"></span>current</p><div class="cards">'
@@ -269,9 +256,7 @@ def render_html(report: DriftReport) -> str:
         out.append("</ul>")
     flagged = [s for s in report.segments if s.drifted_features]
     if report.segments:
-        out.append(
-            f"<h2>Segments</h2><p>{len(report.segments)} segment values tested; drift in {len(flagged)}.</p>"
-        )
+        out.append(f"<h2>Segments</h2><p>{len(report.segments)} segment values tested; drift in {len(flagged)}.</p>")
         if flagged:
             out.append("<table>" + _FEATURE_HEAD)
             for s in flagged:

@@ -100,7 +100,10 @@ def pca_drift(reference: RowSample, current: RowSample, *, threshold: float, see
     names = [n for n, ok in zip(names, usable, strict=True) if ok]
 
     def standardize(x: FloatArray) -> FloatArray:
-        z: FloatArray = np.nan_to_num((x[:, usable] - mean) / sd, nan=0.0)
+        z: FloatArray = x[:, usable]  # a copy (fancy indexing): safe to work in place below
+        z -= mean
+        z /= sd
+        np.nan_to_num(z, copy=False, nan=0.0)
         return z
 
     z_fit = standardize(fit)
@@ -112,7 +115,8 @@ def pca_drift(reference: RowSample, current: RowSample, *, threshold: float, see
 
     def errors(x: FloatArray) -> FloatArray:
         z = standardize(x)
-        return np.einsum("ij,ij->i", z, z) - np.einsum("ij,ij->i", z @ basis, z @ basis)  # type: ignore[no-any-return]
+        projected = z @ basis
+        return np.einsum("ij,ij->i", z, z) - np.einsum("ij,ij->i", projected, projected)  # type: ignore[no-any-return]
 
     e_ref, e_cur = errors(held), errors(cur)
     m_ref, m_cur = float(e_ref.mean()), float(e_cur.mean())

@@ -189,9 +189,7 @@ class PerformanceStats:
             p = np.asarray(prediction, dtype=np.float64)
             ok = np.isfinite(y) & np.isfinite(p)
             err = p[ok] - y[ok]
-            return cls(
-                "regression", int(ok.sum()), abs_error=Moments.of(np.abs(err)), sq_error=Moments.of(err**2)
-            )
+            return cls("regression", int(ok.sum()), abs_error=Moments.of(np.abs(err)), sq_error=Moments.of(err**2))
         y_s = label_strings(np.asarray(target))
         p_s = label_strings(np.asarray(prediction))
         ok = np.array([a is not None and b is not None for a, b in zip(y_s, p_s, strict=True)], dtype=bool)
@@ -324,9 +322,7 @@ class PerformanceStats:
                 q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
                 var = (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n2 - 1) * (q2 - auc**2)) / (n1 * n2)
                 half = _Z95 * math.sqrt(max(var, 0.0))
-                out["roc_auc"] = MetricValue(
-                    "roc_auc", auc, max(0.0, auc - half), min(1.0, auc + half), int(n1 + n2)
-                )
+                out["roc_auc"] = MetricValue("roc_auc", auc, max(0.0, auc - half), min(1.0, auc + half), int(n1 + n2))
         return out
 
     def _bootstrap(self, seed: int) -> npt.NDArray[np.float64]:

@@ -216,11 +216,7 @@ class RowSample:
     @classmethod
     def of(cls, table: Table, names: Sequence[str], size: int, rng: np.random.Generator) -> RowSample:
         numeric = tuple(n for n in names if isinstance(table.columns.get(n), NumericColumn))
-        take = (
-            rng.choice(table.rows, size=min(size, table.rows), replace=False)
-            if table.rows
-            else np.empty(0, int)
-        )
+        take = rng.choice(table.rows, size=min(size, table.rows), replace=False) if table.rows else np.empty(0, int)
         take.sort()
         matrix = np.empty((take.size, len(numeric)))
         for j, name in enumerate(numeric):
@@ -283,9 +279,7 @@ class Profile:
     def merge(self, other: Profile) -> Profile:
         """The profile of both datasets together (columns present in both; slices present in either)."""
         if (self.prediction, self.target, self.score) != (other.prediction, other.target, other.score):
-            raise InvalidInputError(
-                "profile: cannot merge profiles with different prediction/target/score columns"
-            )
+            raise InvalidInputError("profile: cannot merge profiles with different prediction/target/score columns")
         opts = self.options
         columns: dict[str, ColumnProfile] = {}
         for name, mine in self.columns.items():
@@ -338,10 +332,7 @@ class Profile:
             "task": self.task,
             "performance": self.performance.to_dict() if self.performance else None,
             "sample": self.sample.to_dict() if self.sample else None,
-            "slices": [
-                {"key": [list(kv) for kv in key], "profile": sub.to_dict()}
-                for key, sub in self.slices.items()
-            ],
+            "slices": [{"key": [list(kv) for kv in key], "profile": sub.to_dict()} for key, sub in self.slices.items()],
             "options": {
                 "sketch_size": self.options.sketch_size,
                 "top_k": self.options.top_k,
@@ -410,9 +401,7 @@ def _segment_codes(table: Table, name: str, max_values: int) -> tuple[IntArray, 
     return remap[col.codes], [col.categories[i] for i in order]
 
 
-def slice_rows(
-    table: Table, segments: Sequence[str], max_values: int, pairs: bool
-) -> dict[SliceKey, IntArray]:
+def slice_rows(table: Table, segments: Sequence[str], max_values: int, pairs: bool) -> dict[SliceKey, IntArray]:
     """Row indices of every single-field slice and (optionally) every pair-of-fields slice."""
     coded = {name: _segment_codes(table, name, max_values) for name in segments}
     out: dict[SliceKey, IntArray] = {}
@@ -502,9 +491,7 @@ def build_profile(
         sample = RowSample.of(table, features, options.sample_size, np.random.default_rng(options.seed))
     slices: dict[SliceKey, Profile] = {}
     if with_slices and segments:
-        for key, rows in slice_rows(
-            table, segments, options.max_segment_values, options.segment_pairs
-        ).items():
+        for key, rows in slice_rows(table, segments, options.max_segment_values, options.segment_pairs).items():
             fields = {k for k, _ in key}
             sub = table.take(rows)
             sub.columns = {k: v for k, v in sub.columns.items() if k not in fields}
@@ -552,9 +539,7 @@ def profile(
     ``categorical`` forces numeric-looking columns to be read as categories; ``features`` restricts the
     inputs.
     """
-    table = _load(
-        data, categorical=[*categorical, *segments], features=features, roles=(prediction, target, score)
-    )
+    table = _load(data, categorical=[*categorical, *segments], features=features, roles=(prediction, target, score))
     for role, name in (("prediction", prediction), ("target", target), ("score", score)):
         if name is not None and name not in table.columns:
             raise InvalidInputError(f"{role}: column {name!r} is not in the table", field=role)

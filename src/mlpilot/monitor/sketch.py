@@ -146,9 +146,7 @@ class NumericSketch:
         else:
             weights = np.asarray(data["weights"], dtype=np.float64)
         if values.shape != weights.shape or values.ndim != 1:
-            raise InvalidInputError(
-                "sketch: 'values' and 'weights' must be lists of equal length", field="sketch"
-            )
+            raise InvalidInputError("sketch: 'values' and 'weights' must be lists of equal length", field="sketch")
         if values.size > 1 and not np.all(np.diff(values) > 0):
             raise InvalidInputError("sketch: 'values' must be strictly increasing", field="sketch")
         return cls(values, weights, bool(data.get("exact", False)))

@@ -66,9 +66,7 @@ def _check_member(member: tarfile.TarInfo, root: Path) -> Path:
         )
     target = (root / name).resolve()
     if not target.is_relative_to(root):
-        raise UnsafePathError(
-            f"model archive member {member.name!r} resolves outside the folder", field="name"
-        )
+        raise UnsafePathError(f"model archive member {member.name!r} resolves outside the folder", field="name")
     return target
 
 

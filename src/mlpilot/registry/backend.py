@@ -28,9 +28,7 @@ class RegistryBackend(Protocol):
     - Every mutating call takes ``actor`` (the caller's name, ``local`` in process) for the audit trail.
     """
 
-    def create_model_version(
-        self, name: str, new: NewModelVersion, *, actor: str = "local"
-    ) -> ModelVersionInfo: ...
+    def create_model_version(self, name: str, new: NewModelVersion, *, actor: str = "local") -> ModelVersionInfo: ...
 
     def create_model(
         self, name: str, *, description: str = "", tags: dict[str, str] | None = None, actor: str = "local"
@@ -49,9 +47,7 @@ class RegistryBackend(Protocol):
 
     def get_model_version(self, name: str, version: int) -> ModelVersionInfo: ...
 
-    def list_model_versions(
-        self, name: str, *, max_results: int = 100, offset: int = 0
-    ) -> list[ModelVersionInfo]: ...
+    def list_model_versions(self, name: str, *, max_results: int = 100, offset: int = 0) -> list[ModelVersionInfo]: ...
 
     def search_model_versions(
         self,

@@ -88,9 +88,7 @@ def _as_array(value: Any, field: str) -> np.ndarray[Any, Any]:
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{field}: cannot be read as an array: {exc}", field=field) from exc
     if arr.ndim == 0:
-        raise InvalidInputError(
-            f"{field}: expected a batch (at least one dimension), got a scalar", field=field
-        )
+        raise InvalidInputError(f"{field}: expected a batch (at least one dimension), got a scalar", field=field)
     return arr
 
 
@@ -119,15 +117,11 @@ def canonical(data: Any, *, field: str = "input_example") -> tuple[InputKind, An
         return "dataframe", data.to_pandas()
     if isinstance(data, Mapping):
         if not data or not all(isinstance(k, str) and k for k in data):
-            raise InvalidInputError(
-                f"{field}: expected a non-empty dict of arrays keyed by name", field=field
-            )
+            raise InvalidInputError(f"{field}: expected a non-empty dict of arrays keyed by name", field=field)
         arrays = {k: _as_array(v, f"{field}.{k}") for k, v in data.items()}
         lengths = {len(a) for a in arrays.values()}
         if len(lengths) != 1:
-            raise InvalidInputError(
-                f"{field}: the arrays have different batch sizes {sorted(lengths)}", field=field
-            )
+            raise InvalidInputError(f"{field}: the arrays have different batch sizes {sorted(lengths)}", field=field)
         return "dict", arrays
     if isinstance(data, list | tuple):
         if not data:
@@ -207,9 +201,7 @@ def _frame_from(data: Any, names: list[str]) -> Any:
         # Rows of mixed values: NumPy would turn them all into strings; pandas infers each column's type.
         rows = list(data) if isinstance(data[0], list | tuple | np.ndarray) else [list(data)]
         if any(len(row) != len(names) for row in rows):
-            raise InvalidInputError(
-                f"input: expected rows of {len(names)} values ({', '.join(names)})", field="input"
-            )
+            raise InvalidInputError(f"input: expected rows of {len(names)} values ({', '.join(names)})", field="input")
         return pd.DataFrame(rows, columns=names)
     arr = _as_array(data, "input")
     if arr.ndim == 1 and len(arr) == len(names):

@@ -23,7 +23,7 @@ from mlpilot.registry.flavors import Flavor, detect_flavor, get_flavor
 from mlpilot.registry.flavors.base import distribution_version
 from mlpilot.registry.inputs import canonical
 from mlpilot.registry.predictor import FORMAT_VERSION, META_FILE, MODEL_DIR
-from mlpilot.registry.sample import write_sample
+from mlpilot.registry.sample import sample_parquet
 from mlpilot.registry.signature import Signature, infer_signature
 from mlpilot.registry.uri import check_alias, check_model_name
 from mlpilot.tracking import ActiveRun, active_run
@@ -150,12 +150,14 @@ def log_model(
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "model"
         raise InvalidInputError(f"{field}: {first['msg']}", field=field) from exc
+    sample_source = training_data if training_data is not None else input_example
+    sample = sample_parquet(sample_source) if sample_source is not None else None
     with tempfile.TemporaryDirectory(prefix="mlpilot-log-") as tmp:
         archive = _pack(chosen, model, example, signature, reqs, Path(tmp))
+        # Uploads come last, once everything that can fail on the caller's input has succeeded.
         artifact_sha256 = artifacts.put_file(archive)
         artifact_size = archive.stat().st_size
-    sample_source = training_data if training_data is not None else input_example
-    sample_sha256 = write_sample(sample_source, artifacts) if sample_source is not None else None
+    sample_sha256 = artifacts.put_bytes(sample) if sample is not None else None
     new = new.model_copy(
         update={
             "artifact_sha256": artifact_sha256,

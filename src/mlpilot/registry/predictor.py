@@ -42,9 +42,7 @@ class Predictor:
     >>> predictor.predict(frame)  # doctest: +SKIP
     """
 
-    def __init__(
-        self, handle: Handle, version_info: ModelVersionInfo | None, signature: Signature | None
-    ) -> None:
+    def __init__(self, handle: Handle, version_info: ModelVersionInfo | None, signature: Signature | None) -> None:
         self._handle = handle
         self.version_info = version_info
         self.signature = signature
@@ -122,9 +120,7 @@ def load_model(
         artifacts.get_file(info.artifact_sha256, archive)
         # The store verified the digest; checking again keeps us safe with any ArtifactStore.
         if sha256_file(archive) != info.artifact_sha256:
-            raise IntegrityError(
-                f"the artifact of {info.uri} does not match its SHA-256: refusing to load it"
-            )
+            raise IntegrityError(f"the artifact of {info.uri} does not match its SHA-256: refusing to load it")
         folder = unpack(archive, Path(tmp) / "unpacked")
         handle, _meta = read_archive(folder, info.flavor)
     return Predictor(handle, info, info.signature)

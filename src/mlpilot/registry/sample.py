@@ -12,20 +12,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlpilot.artifacts import ArtifactStore
-from mlpilot.errors import ArtifactError
+from mlpilot.errors import ArtifactError, InvalidInputError
 from mlpilot.registry.inputs import canonical, num_rows, take_rows, to_arrow_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["SAMPLE_ROWS", "read_sample", "sample_table", "write_sample"]
+__all__ = ["SAMPLE_ROWS", "read_sample", "sample_parquet", "sample_table", "write_sample"]
 
 SAMPLE_ROWS = 10_000
 
 
-def sample_table(
-    data: Any, *, max_rows: int = SAMPLE_ROWS, seed: int = 0, field: str = "training_data"
-) -> pa.Table:
+def sample_table(data: Any, *, max_rows: int = SAMPLE_ROWS, seed: int = 0, field: str = "training_data") -> pa.Table:
     """Up to ``max_rows`` rows of ``data`` as an Arrow table: all of them, or a seeded uniform sample kept in
     the original order (the same data always gives the same sample).
 
@@ -40,20 +38,21 @@ def sample_table(
     return to_arrow_table(kind, value)
 
 
-def write_sample(data: Any, artifacts: ArtifactStore, *, max_rows: int = SAMPLE_ROWS) -> str:
-    """Store a sample of ``data`` as Parquet in ``artifacts``; return its SHA-256."""
+def sample_parquet(data: Any, *, max_rows: int = SAMPLE_ROWS) -> bytes:
+    """A sample of ``data`` (see :func:`sample_table`) as Parquet bytes."""
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
     try:
         pq.write_table(sample_table(data, max_rows=max_rows), buffer, compression="zstd")
     except (TypeError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError derive from these
-        from mlpilot.errors import InvalidInputError
+        raise InvalidInputError(f"training_data: cannot be written as Parquet: {exc}", field="training_data") from exc
+    return buffer.getvalue()
 
-        raise InvalidInputError(
-            f"training_data: cannot be written as Parquet: {exc}", field="training_data"
-        ) from exc
-    return artifacts.put_bytes(buffer.getvalue())
+
+def write_sample(data: Any, artifacts: ArtifactStore, *, max_rows: int = SAMPLE_ROWS) -> str:
+    """Store a sample of ``data`` as Parquet in ``artifacts``; return its SHA-256."""
+    return artifacts.put_bytes(sample_parquet(data, max_rows=max_rows))
 
 
 def read_sample(digest: str, artifacts: ArtifactStore) -> pa.Table:

@@ -44,9 +44,7 @@ def _subject(name: str) -> str:
 
 def _check_page(max_results: int, offset: int) -> None:
     if not isinstance(max_results, int) or not 1 <= max_results <= _MAX_RESULTS:
-        raise InvalidInputError(
-            f"max_results: expected 1-{_MAX_RESULTS}, got {max_results!r}", field="max_results"
-        )
+        raise InvalidInputError(f"max_results: expected 1-{_MAX_RESULTS}, got {max_results!r}", field="max_results")
     if not isinstance(offset, int) or offset < 0:
         raise InvalidInputError(f"offset: expected a non-negative integer, got {offset!r}", field="offset")
 
@@ -138,17 +136,13 @@ class RegistryService:
         with self.store.read() as session:
             model = self._model(session, name)
             version = session.scalars(
-                select(ModelVersion)
-                .where(ModelVersion.model_id == model.id)
-                .order_by(ModelVersion.version.desc())
+                select(ModelVersion).where(ModelVersion.model_id == model.id).order_by(ModelVersion.version.desc())
             ).first()
             if version is None:
                 raise NotFoundError(f"model {name!r} has no versions yet", field="name")
             return self._version_infos(session, model, [version])[0]
 
-    def list_model_versions(
-        self, name: str, *, max_results: int = 100, offset: int = 0
-    ) -> list[ModelVersionInfo]:
+    def list_model_versions(self, name: str, *, max_results: int = 100, offset: int = 0) -> list[ModelVersionInfo]:
         """Versions of one model, newest first."""
         _check_page(max_results, offset)
         with self.store.read() as session:
@@ -174,9 +168,7 @@ class RegistryService:
     ) -> list[ModelVersionInfo]:
         """Versions across models, newest first; e.g. every version a run produced (``run_id=...``)."""
         _check_page(max_results, offset)
-        stmt = select(ModelVersion, RegisteredModel).join(
-            RegisteredModel, RegisteredModel.id == ModelVersion.model_id
-        )
+        stmt = select(ModelVersion, RegisteredModel).join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
         if name is not None:
             stmt = stmt.where(RegisteredModel.name == name)
         if run_id is not None:
@@ -185,11 +177,7 @@ class RegistryService:
             stmt = stmt.where(ModelVersion.flavor == flavor)
         for key, value in (tags or {}).items():
             stmt = stmt.where(ModelVersion.tags[key].as_string() == value)
-        stmt = (
-            stmt.order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
-            .limit(max_results)
-            .offset(offset)
-        )
+        stmt = stmt.order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).limit(max_results).offset(offset)
         with self.store.read() as session:
             rows = session.execute(stmt).all()
             aliases = self._aliases_of(session, [v.id for v, _ in rows])
@@ -209,23 +197,17 @@ class RegistryService:
         """The model's audit trail, oldest first: registrations, alias moves, edits."""
         _check_page(limit, 0)
         if not isinstance(after_id, int) or after_id < 0:
-            raise InvalidInputError(
-                f"after_id: expected an event id >= 0, got {after_id!r}", field="after_id"
-            )
+            raise InvalidInputError(f"after_id: expected an event id >= 0, got {after_id!r}", field="after_id")
         with self.store.read() as session:
             self._model(session, name)
             return [
-                ModelEvent(
-                    id=e.id, time=e.time, kind=e.kind, subject=e.subject, actor=e.actor, payload=e.payload
-                )
+                ModelEvent(id=e.id, time=e.time, kind=e.kind, subject=e.subject, actor=e.actor, payload=e.payload)
                 for e in list_events(session, subject=_subject(name), after_id=after_id, limit=limit)
             ]
 
     # -- writes --------------------------------------------------------------------------------------------
 
-    def create_model_version(
-        self, name: str, new: NewModelVersion, *, actor: str = "local"
-    ) -> ModelVersionInfo:
+    def create_model_version(self, name: str, new: NewModelVersion, *, actor: str = "local") -> ModelVersionInfo:
         """Register version N+1 of ``name`` (creating the model on its first version) and point
         ``new.aliases`` at it, all in one transaction with its audit events.
         """
@@ -313,9 +295,7 @@ class RegistryService:
             changes = self._apply_edits(model, description, set_tags, delete_tags)
             if changes:
                 model.updated_at = now_ms()
-                record_event(
-                    session, kind="model.updated", subject=_subject(name), actor=actor, payload=changes
-                )
+                record_event(session, kind="model.updated", subject=_subject(name), actor=actor, payload=changes)
             return self._model_infos(session, [model])[0]
 
     def update_model_version(
@@ -356,8 +336,7 @@ class RegistryService:
             held = self._aliases_of(session, [row.id]).get(row.id, [])
             if held:
                 raise ConflictError(
-                    f"version {version} of {name!r} is aliased as {', '.join(held)}: "
-                    "move or delete the alias first",
+                    f"version {version} of {name!r} is aliased as {', '.join(held)}: move or delete the alias first",
                     field="version",
                 )
             session.delete(row)

@@ -77,9 +77,7 @@ def _input_specs(kind: InputKind, value: Any) -> list[TensorSpec]:
                     f"input_example: column names must be strings, got {column!r}", field="input_example"
                 )
             series = value[column]
-            specs.append(
-                TensorSpec(name=column, dtype=dtype_name(series.dtype, series.to_numpy()), shape=[-1])
-            )
+            specs.append(TensorSpec(name=column, dtype=dtype_name(series.dtype, series.to_numpy()), shape=[-1]))
         return specs
     if kind == "ndarray":
         return [_array_spec("input", value)]

@@ -43,9 +43,7 @@ def check_alias(alias: str, *, field: str = "alias") -> str:
             f"{field}: an alias matches [a-z][a-z0-9_-]* (at most 128 characters), got {alias!r}", field=field
         )
     if alias in RESERVED_ALIASES:
-        raise InvalidInputError(
-            f"{field}: {alias!r} is reserved (it always means the newest version)", field=field
-        )
+        raise InvalidInputError(f"{field}: {alias!r} is reserved (it always means the newest version)", field=field)
     return alias
 
 
@@ -76,9 +74,7 @@ def parse_model_uri(uri: str) -> ModelUri:
     3
     """
     if not isinstance(uri, str) or not uri:
-        raise InvalidInputError(
-            f"uri: expected a model URI such as 'models:/churn@champion', got {uri!r}", field="uri"
-        )
+        raise InvalidInputError(f"uri: expected a model URI such as 'models:/churn@champion', got {uri!r}", field="uri")
     body = uri[len(_SCHEME) :] if uri.startswith(_SCHEME) else uri
     expected = "expected 'models:/<name>@<alias>', 'models:/<name>/<version>' or 'models:/<name>/latest'"
     if "@" in body:
@@ -95,7 +91,5 @@ def parse_model_uri(uri: str) -> ModelUri:
     if ref == "latest":
         return ModelUri(name, latest=True)
     if not ref.isascii() or not ref.isdigit() or ref.startswith("0"):
-        raise InvalidInputError(
-            f"uri: the version must be a positive integer or 'latest', got {ref!r}", field="uri"
-        )
+        raise InvalidInputError(f"uri: the version must be a positive integer or 'latest', got {ref!r}", field="uri")
     return ModelUri(name, version=int(ref))

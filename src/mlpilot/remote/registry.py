@@ -59,9 +59,7 @@ class RestRegistry:
     def __init__(self, transport: HttpTransport) -> None:
         self.transport = transport
 
-    def create_model_version(
-        self, name: str, new: NewModelVersion, *, actor: str = "local"
-    ) -> ModelVersionInfo:
+    def create_model_version(self, name: str, new: NewModelVersion, *, actor: str = "local") -> ModelVersionInfo:
         body = new.model_dump(mode="json")
         return ModelVersionInfo.model_validate(
             self.transport.request("POST", _model_path(name, "/versions"), json=body)
@@ -95,13 +93,9 @@ class RestRegistry:
         path = _model_path(name, f"/versions/{int(version)}")
         return ModelVersionInfo.model_validate(self.transport.request("GET", path))
 
-    def list_model_versions(
-        self, name: str, *, max_results: int = 100, offset: int = 0
-    ) -> list[ModelVersionInfo]:
+    def list_model_versions(self, name: str, *, max_results: int = 100, offset: int = 0) -> list[ModelVersionInfo]:
         params = {"max_results": max_results, "offset": offset}
-        return _versions.validate_python(
-            self.transport.request("GET", _model_path(name, "/versions"), params=params)
-        )
+        return _versions.validate_python(self.transport.request("GET", _model_path(name, "/versions"), params=params))
 
     def search_model_versions(
         self,
@@ -119,9 +113,7 @@ class RestRegistry:
                 params[key] = value
         if tags:
             params["tag"] = _tag_params(tags)
-        return _versions.validate_python(
-            self.transport.request("GET", f"{_API}/model-versions", params=params)
-        )
+        return _versions.validate_python(self.transport.request("GET", f"{_API}/model-versions", params=params))
 
     def resolve(self, uri: str) -> ModelVersionInfo:
         payload = self.transport.request("GET", f"{_API}/model-versions/resolve", params={"uri": uri})
@@ -137,9 +129,7 @@ class RestRegistry:
         actor: str = "local",
     ) -> RegisteredModelInfo:
         body = _edit_body(description, set_tags, delete_tags)
-        return RegisteredModelInfo.model_validate(
-            self.transport.request("PATCH", _model_path(name), json=body)
-        )
+        return RegisteredModelInfo.model_validate(self.transport.request("PATCH", _model_path(name), json=body))
 
     def update_model_version(
         self,
@@ -167,6 +157,4 @@ class RestRegistry:
 
     def model_history(self, name: str, *, after_id: int = 0, limit: int = 100) -> list[ModelEvent]:
         params = {"after_id": after_id, "limit": limit}
-        return _events.validate_python(
-            self.transport.request("GET", _model_path(name, "/history"), params=params)
-        )
+        return _events.validate_python(self.transport.request("GET", _model_path(name, "/history"), params=params))

@@ -78,9 +78,7 @@ def search_models(
 
 @router.post("/models", status_code=201)
 def create_model(body: CreateModelBody, services: Svc, actor: Editor) -> RegisteredModelInfo:
-    return services.registry.create_model(
-        body.name, description=body.description, tags=body.tags, actor=actor
-    )
+    return services.registry.create_model(body.name, description=body.description, tags=body.tags, actor=actor)
 
 
 @router.get("/models/{name}")
@@ -124,9 +122,7 @@ def get_model_version(name: str, version: int, services: Svc, _actor: Viewer) ->
 
 
 @router.patch("/models/{name}/versions/{version}")
-def update_model_version(
-    name: str, version: int, body: EditBody, services: Svc, actor: Editor
-) -> ModelVersionInfo:
+def update_model_version(name: str, version: int, body: EditBody, services: Svc, actor: Editor) -> ModelVersionInfo:
     return services.registry.update_model_version(
         name,
         version,

@@ -50,6 +50,4 @@ def open_online_store(url: str | None = None) -> SqliteOnlineStore | RedisOnline
         from mlpilot.features.online.redis import RedisOnlineStore
 
         return RedisOnlineStore.from_url(url)
-    raise InvalidInputError(
-        f"online store url: unsupported scheme {scheme!r} (expected sqlite or redis)", field="url"
-    )
+    raise InvalidInputError(f"online store url: unsupported scheme {scheme!r} (expected sqlite or redis)", field="url")

@@ -23,8 +23,7 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS mlpilot_online_rows ("
     " view TEXT NOT NULL, entity_key TEXT NOT NULL, event_time INTEGER NOT NULL,"
     " available_at INTEGER NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (view, entity_key)) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS mlpilot_online_watermarks ("
-    " view TEXT PRIMARY KEY, watermark INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS mlpilot_online_watermarks ( view TEXT PRIMARY KEY, watermark INTEGER NOT NULL)",
 )
 _UPSERT = (
     "INSERT INTO mlpilot_online_rows (view, entity_key, event_time, available_at, payload) "
@@ -39,8 +38,7 @@ _WATERMARK = (
     "SET watermark = max(mlpilot_online_watermarks.watermark, excluded.watermark)"
 )
 _READ_ONE = (
-    "SELECT entity_key, event_time, available_at, payload FROM mlpilot_online_rows "
-    "WHERE view = ? AND entity_key = ?"
+    "SELECT entity_key, event_time, available_at, payload FROM mlpilot_online_rows WHERE view = ? AND entity_key = ?"
 )
 # SQLite's default limit on bound parameters is 32766; stay far below it.
 _READ_CHUNK = 500
@@ -54,9 +52,7 @@ class SqliteOnlineStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = sqlite3.connect(
-                self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None
-            )
+            self._con = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=NORMAL")
             for statement in _SCHEMA:

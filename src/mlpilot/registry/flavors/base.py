@@ -35,9 +35,7 @@ class Handle:
 
 def defined_in(model: object, package: str) -> bool:
     """Whether ``model``'s class, or one of its bases, comes from ``package`` (without importing it)."""
-    return any(
-        (cls.__module__ or "").split(".", 1)[0] == package for cls in type(model).__mro__ if cls is not object
-    )
+    return any((cls.__module__ or "").split(".", 1)[0] == package for cls in type(model).__mro__ if cls is not object)
 
 
 def import_library(module: str, package: str, extra: str) -> ModuleType:

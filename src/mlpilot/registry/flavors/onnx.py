@@ -48,9 +48,7 @@ def _feeds(session: Any, data: Any) -> dict[str, np.ndarray[Any, Any]]:
     if isinstance(data, Mapping):
         missing = [i.name for i in inputs if i.name not in data]
         if missing:
-            raise InvalidInputError(
-                f"{missing[0]}: the ONNX model needs input {missing[0]!r}", field=missing[0]
-            )
+            raise InvalidInputError(f"{missing[0]}: the ONNX model needs input {missing[0]!r}", field=missing[0])
         return {i.name: _column(data[i.name], i.type) for i in inputs}
     if is_dataframe(data):
         names = [str(c) for c in data.columns]
@@ -60,8 +58,7 @@ def _feeds(session: Any, data: Any) -> dict[str, np.ndarray[Any, Any]]:
         data = data.to_numpy()
     if len(inputs) != 1:
         raise InvalidInputError(
-            f"input: the ONNX model takes {len(inputs)} inputs "
-            f"({', '.join(i.name for i in inputs)}): pass a dict",
+            f"input: the ONNX model takes {len(inputs)} inputs ({', '.join(i.name for i in inputs)}): pass a dict",
             field="input",
         )
     return {inputs[0].name: _column(data, inputs[0].type)}
@@ -89,9 +86,7 @@ def _session_handle(session: Any) -> Handle:
         assert proba_index is not None
         return _as_matrix(run(data)[proba_index])
 
-    return Handle(
-        predict=predict, predict_proba=predict_proba if proba_index not in (None, 0) else None, raw=session
-    )
+    return Handle(predict=predict, predict_proba=predict_proba if proba_index not in (None, 0) else None, raw=session)
 
 
 class OnnxFlavor(Flavor):

@@ -42,9 +42,7 @@ class PyfuncFlavor(Flavor):
         predict = getattr(model, "predict", None)
         if not callable(predict):
             if not callable(model):
-                raise InvalidInputError(
-                    "model: expected a callable or an object with predict()", field="model"
-                )
+                raise InvalidInputError("model: expected a callable or an object with predict()", field="model")
             predict = model
         proba = getattr(model, "predict_proba", None)
         return Handle(predict=predict, predict_proba=proba if callable(proba) else None, raw=model)
@@ -61,9 +59,7 @@ class PyfuncFlavor(Flavor):
 
     def load(self, folder: Path, meta: dict[str, Any]) -> Handle:
         if meta.get("serializer") == "cloudpickle":
-            import_library(
-                "cloudpickle", "cloudpickle", "pyfunc"
-            )  # its pickles reference cloudpickle functions
+            import_library("cloudpickle", "cloudpickle", "pyfunc")  # its pickles reference cloudpickle functions
         try:
             model = pickle.loads((folder / _FILE).read_bytes())  # noqa: S301 - hash-verified archive, see module doc
         except Exception as exc:  # unpickling can raise anything the pickled code raises

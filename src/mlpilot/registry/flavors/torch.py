@@ -90,8 +90,7 @@ class TorchFlavor(Flavor):
             return model
         if example is None:
             raise InvalidInputError(
-                "input_example: a PyTorch module is saved by tracing it with torch.export, "
-                "which needs an example",
+                "input_example: a PyTorch module is saved by tracing it with torch.export, which needs an example",
                 field="input_example",
             )
         model.eval()
@@ -101,9 +100,7 @@ class TorchFlavor(Flavor):
         try:
             return torch.export.export(model, args, kwargs or None, dynamic_shapes=shapes)
         except Exception as exc:  # export reports unsupported Python constructs with many exception types
-            raise InvalidInputError(
-                f"model: torch.export cannot trace this module: {exc}", field="model"
-            ) from exc
+            raise InvalidInputError(f"model: torch.export cannot trace this module: {exc}", field="model") from exc
 
     def save(self, model: Any, folder: Path, example: Any | None) -> dict[str, Any]:
         from torch._export.serde.serialize import serialize
