@@ -23,7 +23,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev,sklearn,xgboost,lightgbm,onnx,torch,postgres,redis,s3]' skl2onnx
+	$(PIP) install -e '.[dev,sklearn,xgboost,lightgbm,onnx,torch,pyfunc,postgres,redis,s3,monitor,features,serve]'
 	@touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed

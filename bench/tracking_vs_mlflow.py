@@ -114,14 +114,30 @@ def mlpilot_setup_search(target: str, n: int) -> dict[str, Any]:
     exp_id = TrackingService(store).get_or_create_experiment(SEARCH_EXPERIMENT).id
     runs, params, metrics, tags = [], [], [], []
     for i, data in enumerate(search_runs_data(n)):
-        run_id = hashlib.md5(data["name"].encode()).hexdigest()  # noqa: S324 - an id, not security
+        run_id = hashlib.md5(data["name"].encode()).hexdigest()
         runs.append(
-            {"id": run_id, "experiment_id": exp_id, "parent_id": None, "name": data["name"], "status": "FINISHED",
-             "start_time": data["start"], "end_time": data["start"] + 500, "user": "bench", "source": "bench",
-             "git_commit": None, "git_dirty": None, "environment": {}}
+            {
+                "id": run_id,
+                "experiment_id": exp_id,
+                "parent_id": None,
+                "name": data["name"],
+                "status": "FINISHED",
+                "start_time": data["start"],
+                "end_time": data["start"] + 500,
+                "user": "bench",
+                "source": "bench",
+                "git_commit": None,
+                "git_dirty": None,
+                "environment": {},
+            }
         )
-        params += [{"run_id": run_id, "key": k, "value": v, "value_num": numeric_value(v)} for k, v in data["params"].items()]
-        metrics += [{"run_id": run_id, "key": k, "value": v, "step": 0, "timestamp": data["start"] + i} for k, v in data["metrics"].items()]
+        params += [
+            {"run_id": run_id, "key": k, "value": v, "value_num": numeric_value(v)} for k, v in data["params"].items()
+        ]
+        metrics += [
+            {"run_id": run_id, "key": k, "value": v, "step": 0, "timestamp": data["start"] + i}
+            for k, v in data["metrics"].items()
+        ]
         tags += [{"run_id": run_id, "key": k, "value": v} for k, v in data["tags"].items()]
     with store.write() as session:
         session.execute(insert(Run), runs)
@@ -187,16 +203,29 @@ def mlflow_setup_search(target: str, artifact_dir: str, n: int) -> dict[str, Any
     exp_id = MlflowClient(target).create_experiment(SEARCH_EXPERIMENT, artifact_location=artifact_dir)
     runs, params, metrics, tags = [], [], [], []
     for i, data in enumerate(search_runs_data(n)):
-        run_id = hashlib.md5(data["name"].encode()).hexdigest()  # noqa: S324 - an id, not security
+        run_id = hashlib.md5(data["name"].encode()).hexdigest()
         runs.append(
-            {"run_uuid": run_id, "name": data["name"], "source_type": "LOCAL", "source_name": "bench",
-             "entry_point_name": "", "user_id": "bench", "status": "FINISHED", "start_time": data["start"],
-             "end_time": data["start"] + 500, "source_version": "", "lifecycle_stage": "active",
-             "artifact_uri": f"{artifact_dir}/{run_id}", "experiment_id": int(exp_id)}
+            {
+                "run_uuid": run_id,
+                "name": data["name"],
+                "source_type": "LOCAL",
+                "source_name": "bench",
+                "entry_point_name": "",
+                "user_id": "bench",
+                "status": "FINISHED",
+                "start_time": data["start"],
+                "end_time": data["start"] + 500,
+                "source_version": "",
+                "lifecycle_stage": "active",
+                "artifact_uri": f"{artifact_dir}/{run_id}",
+                "experiment_id": int(exp_id),
+            }
         )
         params += [{"run_uuid": run_id, "key": k, "value": v} for k, v in data["params"].items()]
-        metrics += [{"run_uuid": run_id, "key": k, "value": v, "step": 0, "timestamp": data["start"] + i, "is_nan": False}
-                    for k, v in data["metrics"].items()]
+        metrics += [
+            {"run_uuid": run_id, "key": k, "value": v, "step": 0, "timestamp": data["start"] + i, "is_nan": False}
+            for k, v in data["metrics"].items()
+        ]
         tags += [{"run_uuid": run_id, "key": k, "value": v} for k, v in data["tags"].items()]
         tags.append({"run_uuid": run_id, "key": "mlflow.runName", "value": data["name"]})
     store = SqlAlchemyStore(target, artifact_dir)
@@ -219,9 +248,7 @@ def mlflow_search(target: str, repeats: int) -> dict[str, Any]:
         names: list[str] = []
         token = None
         while True:
-            page = client.search_runs(
-                [exp_id], SEARCH_FILTER, order_by=ORDER_BY, max_results=1000, page_token=token
-            )
+            page = client.search_runs([exp_id], SEARCH_FILTER, order_by=ORDER_BY, max_results=1000, page_token=token)
             names += [r.info.run_name for r in page]
             token = page.token
             if not token:
@@ -247,9 +274,7 @@ def _time_search(once: Any, repeats: int) -> dict[str, Any]:
 
 def child(python: str, *args: Any) -> dict[str, Any]:
     """Run one worker in a fresh process and return the JSON it prints last."""
-    done = subprocess.run(
-        [python, str(HERE), "--worker", *map(str, args)], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([python, str(HERE), "--worker", *map(str, args)], capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker {args[0]} failed:\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -272,7 +297,7 @@ class Server:
         deadline = time.monotonic() + 180
         while True:
             try:
-                with urllib.request.urlopen(health, timeout=2) as response:  # noqa: S310 - our own loopback URL
+                with urllib.request.urlopen(health, timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -305,7 +330,11 @@ def rate_row(label: str, ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[
 
 
 def search_row(label: str, ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[str, float]:
-    same = "same runs" if (ours["matches"], ours["results"]) == (theirs["matches"], theirs["results"]) else "DIFFERENT RUNS"
+    same = (
+        "same runs"
+        if (ours["matches"], ours["results"]) == (theirs["matches"], theirs["results"])
+        else "DIFFERENT RUNS"
+    )
     ratio = theirs["seconds"] / ours["seconds"]
     return (
         f"{label:<34} {ours['seconds'] * 1000:>9.1f} ms | {theirs['seconds'] * 1000:>9.1f} ms | {ratio:>6.1f}x "
@@ -339,29 +368,46 @@ def main() -> None:
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     rows: list[tuple[str, float]] = []
-    print(f"mlpilot vs MLflow {version} | {time.strftime('%Y-%m-%d %H:%M')} | {platform.platform()} | "
-          f"{os.cpu_count()} cores | python {platform.python_version()}")
-    print(f"(a) runs x {PARAMS} params x steps x {METRICS} metrics, one call each, until durable; MLflow's workload "
-          "is scaled down: compare the rates")
-    print(f"(b) search over {args.search_runs:,} runs: {SEARCH_FILTER!r} order by {ORDER_BY}, all pages; median of "
-          f"{args.repeats} after a warm-up")
+    print(
+        f"mlpilot vs MLflow {version} | {time.strftime('%Y-%m-%d %H:%M')} | {platform.platform()} | "
+        f"{os.cpu_count()} cores | python {platform.python_version()}"
+    )
+    print(
+        f"(a) runs x {PARAMS} params x steps x {METRICS} metrics, one call each, until durable; MLflow's workload "
+        "is scaled down: compare the rates"
+    )
+    print(
+        f"(b) search over {args.search_runs:,} runs: {SEARCH_FILTER!r} order by {ORDER_BY}, all pages; median of "
+        f"{args.repeats} after a warm-up"
+    )
     print(f"{'':<34} {'mlpilot':^42} | {'mlflow':^38} | ratio")
 
     # (a) and (b), embedded SQLite
     a_ours = child(ours_py, "mlpilot-log", f"sqlite:///{tmp / 'a-mlpilot.db'}", tmp / "a-art", args.runs, args.steps)
-    a_theirs = child(theirs_py, "mlflow-log", f"sqlite:///{tmp / 'a-mlflow.db'}", tmp / "a-mlruns", args.mlflow_runs, args.steps, 0)
+    a_theirs = child(
+        theirs_py, "mlflow-log", f"sqlite:///{tmp / 'a-mlflow.db'}", tmp / "a-mlruns", args.mlflow_runs, args.steps, 0
+    )
     rows.append(rate_row(f"(a) logging, local ({a_ours['runs']} vs {a_theirs['runs']} runs)", a_ours, a_theirs))
     print(rows[-1][0], flush=True)
-    a_async = child(theirs_py, "mlflow-log", f"sqlite:///{tmp / 'a-mlflow-async.db'}", tmp / "a-mlruns-async",
-                    args.mlflow_async_runs, args.steps, 1)
+    a_async = child(
+        theirs_py,
+        "mlflow-log",
+        f"sqlite:///{tmp / 'a-mlflow-async.db'}",
+        tmp / "a-mlruns-async",
+        args.mlflow_async_runs,
+        args.steps,
+        1,
+    )
     rows.append(rate_row(f"    vs MLflow async ({a_async['runs']} runs)", a_ours, a_async))
     print(rows[-1][0], flush=True)
 
     b_ours_db, b_theirs_db = f"sqlite:///{tmp / 'b-mlpilot.db'}", f"sqlite:///{tmp / 'b-mlflow.db'}"
     setup_ours = child(ours_py, "mlpilot-setup", b_ours_db, args.search_runs)
     setup_theirs = child(theirs_py, "mlflow-setup", b_theirs_db, tmp / "b-mlruns", args.search_runs)
-    print(f"    (setup, untimed: {args.search_runs:,} runs in {setup_ours['seconds']:.1f}s for mlpilot, "
-          f"{setup_theirs['seconds']:.1f}s for MLflow, each through its own ORM)")
+    print(
+        f"    (setup, untimed: {args.search_runs:,} runs in {setup_ours['seconds']:.1f}s for mlpilot, "
+        f"{setup_theirs['seconds']:.1f}s for MLflow, each through its own ORM)"
+    )
     b_ours = child(ours_py, "mlpilot-search", b_ours_db, tmp / "b-art", args.repeats)
     b_theirs = child(theirs_py, "mlflow-search", b_theirs_db, args.repeats)
     rows.append(search_row("(b) search, local", b_ours, b_theirs))
@@ -376,8 +422,18 @@ def main() -> None:
         env={"MLPILOT_HOME": str(tmp / "server-home"), "MLPILOT_DB_URL": b_ours_db},
     )
     theirs_server = Server(
-        [mlflow_cli, "server", "--backend-store-uri", b_theirs_db, "--default-artifact-root", str(tmp / "b-mlruns"),
-         "--host", "127.0.0.1", "--port", str(theirs_port)],
+        [
+            mlflow_cli,
+            "server",
+            "--backend-store-uri",
+            b_theirs_db,
+            "--default-artifact-root",
+            str(tmp / "b-mlruns"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(theirs_port),
+        ],
         f"http://127.0.0.1:{theirs_port}/health",
         tmp / "mlflow-server.log",
     )
@@ -388,12 +444,17 @@ def main() -> None:
         rows.append(search_row("(b) search, through the server", b_ours, b_theirs))
         print(rows[-1][0], flush=True)
         a_ours = child(ours_py, "mlpilot-log", ours_url, tmp / "unused", args.runs, args.steps)
-        a_theirs = child(theirs_py, "mlflow-log", theirs_url, tmp / "unused", args.mlflow_server_runs,
-                         args.mlflow_server_steps, 0)
-        rows.append(rate_row(
-            f"(a) logging, through the server ({a_ours['runs']} vs {a_theirs['runs']} runs, "
-            f"{a_ours['steps']} vs {a_theirs['steps']} steps)", a_ours, a_theirs,
-        ))
+        a_theirs = child(
+            theirs_py, "mlflow-log", theirs_url, tmp / "unused", args.mlflow_server_runs, args.mlflow_server_steps, 0
+        )
+        rows.append(
+            rate_row(
+                f"(a) logging, through the server ({a_ours['runs']} vs {a_theirs['runs']} runs, "
+                f"{a_ours['steps']} vs {a_theirs['steps']} steps)",
+                a_ours,
+                a_theirs,
+            )
+        )
         print(rows[-1][0], flush=True)
     finally:
         ours_server.stop()

@@ -62,9 +62,7 @@ class Client:
         else:
             from mlpilot.store import Store
 
-            store = Store(
-                target or self.settings.resolved_db_url, busy_timeout=self.settings.sqlite_busy_timeout
-            )
+            store = Store(target or self.settings.resolved_db_url, busy_timeout=self.settings.sqlite_busy_timeout)
             self.url = store.safe_url
             self.store = store
             self.tracking = TrackingService(store)
@@ -155,9 +153,7 @@ class Client:
 
     def get_model_version(self, name: str, version: int | str) -> ModelVersionInfo:
         if isinstance(version, str) and not version.isdigit():
-            return self.registry.resolve(
-                f"models:/{name}/{version}" if version == "latest" else f"{name}@{version}"
-            )
+            return self.registry.resolve(f"models:/{name}/{version}" if version == "latest" else f"{name}@{version}")
         return self.registry.get_model_version(name, int(version))
 
     def set_alias(self, name: str, alias: str, version: int) -> None:

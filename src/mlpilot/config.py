@@ -34,12 +34,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".mlpilot"), description="Folder for the embedded store and artifacts.")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL of the metadata store.")
-    artifact_url: str | None = Field(
-        default=None, description="Artifact store URL: a folder, file://, s3://."
-    )
-    server_url: str | None = Field(
-        default=None, description="A remote `mlpilot server`; the SDK then uses it."
-    )
+    artifact_url: str | None = Field(default=None, description="Artifact store URL: a folder, file://, s3://.")
+    server_url: str | None = Field(default=None, description="A remote `mlpilot server`; the SDK then uses it.")
     token: SecretStr | None = Field(default=None, description="API token sent to a remote server.")
     host: str = Field(default="127.0.0.1", description="Address `mlpilot server` binds to.")
     port: int = Field(default=5080, ge=1, le=65535, description="Port `mlpilot server` listens on.")

@@ -171,4 +171,14 @@ def error_from_payload(status: int, body: Any) -> MlpilotError:
             return err
         if message:
             return RemoteError(f"server answered {status}: {message}", status=status)
+    by_status: dict[int, type[MlpilotError]] = {
+        400: InvalidInputError,
+        401: AuthenticationError,
+        403: PermissionDeniedError,
+        404: NotFoundError,
+        409: ConflictError,
+        503: ServiceUnavailableError,
+    }
+    if not body and status in by_status:  # e.g. the answer to a HEAD request carries no body
+        return by_status[status](f"server answered {status}", status=status)
     return RemoteError(f"server answered {status}: {str(body)[:200]}", status=status)

@@ -35,8 +35,9 @@ def test_roles_are_ordered(secured_server: LiveServer, role: str, read: int, wri
     url = secured_server.url
     assert httpx.get(f"{url}/healthz", headers=headers).status_code == 200
     assert httpx.get(f"{url}/api/v1/artifacts/{'0' * 64}", headers=headers).status_code == 404 if read == 200 else 0
-    put = httpx.put(f"{url}/api/v1/artifacts/{__import__('hashlib').sha256(b'z').hexdigest()}", content=b"z",
-                    headers=headers)
+    put = httpx.put(
+        f"{url}/api/v1/artifacts/{__import__('hashlib').sha256(b'z').hexdigest()}", content=b"z", headers=headers
+    )
     assert put.status_code == write
     assert httpx.post(f"{url}/api/v1/tokens", json={"name": "n2"}, headers=headers).status_code == admin
 

@@ -27,7 +27,9 @@ def test_validation_error_names_the_field(live_server: LiveServer) -> None:
 
 
 def test_malformed_json_is_a_400(live_server: LiveServer) -> None:
-    r = httpx.post(f"{live_server.url}/api/v1/tokens", content=b"{not json", headers={"content-type": "application/json"})
+    r = httpx.post(
+        f"{live_server.url}/api/v1/tokens", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert r.json()["error"] == "InvalidInputError"
 
@@ -52,8 +54,22 @@ def test_bad_digests_are_refused(live_server: LiveServer, digest: str) -> None:
     assert 400 <= r.status_code < 500
 
 
-GARBAGE: list[Any] = [None, {}, [], "x", 0, -1, 1e308, {"name": None}, {"name": ""}, {"name": "x" * 5000},
-                      {"experiment": ""}, {"filter": "((("}, {"version": "NaN"}, {"metrics": [["k", "v", 0, 0]]}]
+GARBAGE: list[Any] = [
+    None,
+    {},
+    [],
+    "x",
+    0,
+    -1,
+    1e308,
+    {"name": None},
+    {"name": ""},
+    {"name": "x" * 5000},
+    {"experiment": ""},
+    {"filter": "((("},
+    {"version": "NaN"},
+    {"metrics": [["k", "v", 0, 0]]},
+]
 
 
 def _concrete(path: str) -> list[str]:
@@ -76,7 +92,9 @@ def test_no_route_answers_garbage_with_a_5xx(live_server: LiveServer) -> None:
             for method in ops:
                 for concrete in _concrete(path):
                     for body in GARBAGE[:6] if method in ("post", "put", "patch") else [None]:
-                        r = http.request(method.upper(), concrete, json=body, params={"filter": "(", "max_results": "-5"})
+                        r = http.request(
+                            method.upper(), concrete, json=body, params={"filter": "(", "max_results": "-5"}
+                        )
                         assert r.status_code < 500, (method, concrete, body, r.status_code, r.text[:300])
                         if r.status_code >= 400 and method != "head":
                             assert "error" in r.json(), (method, concrete, r.text[:200])

@@ -68,9 +68,7 @@ def test_unsafe_names_are_refused(name: str) -> None:
         safe_name(name)
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"), [("a/b.png", "a/b.png"), ("a//b/./c", "a/b/c"), ("x\\y", "x/y")]
-)
+@pytest.mark.parametrize(("name", "expected"), [("a/b.png", "a/b.png"), ("a//b/./c", "a/b/c"), ("x\\y", "x/y")])
 def test_safe_names_are_normalised(name: str, expected: str) -> None:
     assert safe_name(name) == expected
 

@@ -96,10 +96,14 @@ def test_errors_are_one_line_with_a_non_zero_exit(args: list[str], code: int, fr
 
 def test_bad_setting_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env = dict(os.environ, MLPILOT_PORT="x")
-    proc = subprocess.run([sys.executable, "-m", "mlpilot.cli", "runs", "list"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlpilot.cli", "runs", "list"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 78
-    assert proc.stderr.strip() == "error: MLPILOT_PORT: Input should be a valid integer, unable to parse string as an integer (got 'x')"
+    assert (
+        proc.stderr.strip()
+        == "error: MLPILOT_PORT: Input should be a valid integer, unable to parse string as an integer (got 'x')"
+    )
 
 
 def test_cli_against_a_remote_server(live_server: object) -> None:

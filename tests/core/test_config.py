@@ -41,8 +41,13 @@ def test_config_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: p
 
 @pytest.mark.parametrize(
     ("var", "value"),
-    [("MLPILOT_PORT", "eighty"), ("MLPILOT_PORT", "70000"), ("MLPILOT_SERVER_URL", "ftp://x"),
-     ("MLPILOT_LOG_LEVEL", "loud"), ("MLPILOT_FLUSH_INTERVAL", "-1")],
+    [
+        ("MLPILOT_PORT", "eighty"),
+        ("MLPILOT_PORT", "70000"),
+        ("MLPILOT_SERVER_URL", "ftp://x"),
+        ("MLPILOT_LOG_LEVEL", "loud"),
+        ("MLPILOT_FLUSH_INTERVAL", "-1"),
+    ],
 )
 def test_bad_values_name_the_key(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
     monkeypatch.setenv(var, value)

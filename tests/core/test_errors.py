@@ -53,3 +53,8 @@ def test_unknown_bodies_become_remote_errors(body: object) -> None:
 
 def test_missing_dependency_prints_the_install_command() -> None:
     assert "pip install 'mlpilot[redis]'" in str(MissingDependencyError("redis", "redis"))
+
+
+def test_bodiless_answers_map_by_status() -> None:
+    assert isinstance(error_from_payload(404, ""), NotFoundError)
+    assert isinstance(error_from_payload(418, ""), RemoteError)

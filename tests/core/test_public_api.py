@@ -29,4 +29,3 @@ def test_every_public_name_exists_and_is_documented() -> None:
     for name in mlpilot.__all__:
         obj = getattr(mlpilot, name)
         assert obj.__doc__, f"mlpilot.{name} has no docstring"
-

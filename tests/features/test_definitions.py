@@ -32,9 +32,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    pq.write_table(
-        table(cid=[1], et=[hours(0)], av=[hours(1)], amount=[1.5], n=[3]), tmp_path / "txn.parquet"
-    )
+    pq.write_table(table(cid=[1], et=[hours(0)], av=[hours(1)], amount=[1.5], n=[3]), tmp_path / "txn.parquet")
     return tmp_path
 
 
@@ -123,9 +121,7 @@ def test_bad_definitions_are_refused_naming_view_and_field(repo: Path) -> None:
         FeatureView("unknown_entity", ["nobody"], source, "et", features=[Feature("amount", "float64")]),
         FeatureView("no_ts", ["customer"], source, "event_time", features=[Feature("amount", "float64")]),
         FeatureView("wrong_type", ["customer"], source, "et", features=[Feature("amount", "int64")]),
-        FeatureView(
-            "missing_feature", ["customer"], source, "et", features=[Feature("amount_7d", "float64")]
-        ),
+        FeatureView("missing_feature", ["customer"], source, "et", features=[Feature("amount_7d", "float64")]),
         FeatureView(
             "not_a_time",
             ["customer"],
@@ -151,15 +147,12 @@ def test_bad_definitions_are_refused_naming_view_and_field(repo: Path) -> None:
         == "feature view 'unknown_entity': unknown entity 'nobody' (customer)"
     )
     assert problems["feature_views.no_ts.timestamp_field"].startswith(
-        "feature view 'no_ts': timestamp_field 'event_time' is not a column of its source "
-        "(cid, et, av, amount, n)"
+        "feature view 'no_ts': timestamp_field 'event_time' is not a column of its source (cid, et, av, amount, n)"
     )
     assert problems["feature_views.wrong_type.features.amount"] == (
         "feature view 'wrong_type': feature 'amount' is declared int64 but its source column is DOUBLE"
     )
-    assert (
-        "feature 'amount_7d' is not a column" in problems["feature_views.missing_feature.features.amount_7d"]
-    )
+    assert "feature 'amount_7d' is not a column" in problems["feature_views.missing_feature.features.amount_7d"]
     assert "expected a timestamp or date" in problems["feature_views.not_a_time.available_at_field"]
     assert problems["feature_views.dup.features.amount"] == "feature view 'dup': duplicate feature 'amount'"
     assert "unknown feature view 'ghost'" in exc.value.message
@@ -204,9 +197,7 @@ def test_plan_reports_added_changed_removed(repo: Path) -> None:
     customer, txn, _ = good_definitions(repo, ttl_days=3)
     changed = plan(first.specs, [customer, txn])
     assert changed.render() == "~ feature_view txn (ttl_seconds)\n- feature_service churn"
-    assert changed.to_dict()["changed"] == [
-        {"kind": "feature_view", "name": "txn", "fields": ["ttl_seconds"]}
-    ]
+    assert changed.to_dict()["changed"] == [{"kind": "feature_view", "name": "txn", "fields": ["ttl_seconds"]}]
 
 
 def test_apply_is_versioned_and_refuses_bad_sets_whole(repo: Path, tmp_path: Path) -> None:
@@ -259,6 +250,4 @@ def test_concurrent_applies_never_leave_a_mix(tmp_path: Path) -> None:
     assert not errors
     stored = registry.load_specs()
     names = {spec["name"] for spec in stored.specs}
-    assert any(names == {e.name for e in objects} for objects in sets), (
-        "the stored set is exactly one apply's set"
-    )
+    assert any(names == {e.name for e in objects} for objects in sets), "the stored set is exactly one apply's set"

@@ -21,9 +21,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir()
-    pq.write_table(
-        table(cid=[1, 1], et=[hours(0), hours(3)], amount=[1.0, 3.0]), tmp_path / "data" / "txn.parquet"
-    )
+    pq.write_table(table(cid=[1, 1], et=[hours(0), hours(3)], amount=[1.0, 3.0]), tmp_path / "data" / "txn.parquet")
     return tmp_path
 
 
@@ -66,9 +64,7 @@ def test_python_and_yaml_give_the_same_specs(project: Path) -> None:
     assert from_yaml.views["txn"].ttl == timedelta(days=7)
 
 
-def test_relative_paths_resolve_next_to_the_file(
-    project: Path, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_relative_paths_resolve_next_to_the_file(project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     (project / "features.yaml").write_text(YAML_DEFS)
     elsewhere = tmp_path_factory.mktemp("cwd")
     script = textwrap.dedent(
@@ -83,9 +79,7 @@ def test_relative_paths_resolve_next_to_the_file(
         print(result.data.column("amount").to_pylist())
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[3.0]"
 
 

@@ -125,9 +125,7 @@ def test_incremental_runs_pick_up_late_rows_within_the_ttl(tmp_path: Path, onlin
     assert online_store.read_watermark("txn") == second.end_us
 
 
-def test_availability_time_makes_late_rows_visible_without_rescanning(
-    tmp_path: Path, online_store: Any
-) -> None:
+def test_availability_time_makes_late_rows_visible_without_rescanning(tmp_path: Path, online_store: Any) -> None:
     folder = tmp_path / "txn"
     folder.mkdir()
     view = _parquet_view(folder, available=True, ttl=None)
@@ -182,9 +180,7 @@ def test_sliced_runs_resume_after_the_last_finished_slice(make_view: Any, online
     end_us = int((hours(8) - datetime(1970, 1, 1)).total_seconds() * 1e6)
     assert watermark is not None
     assert watermark < end_us
-    [resumed] = materialize(
-        [view], end=hours(8), now=hours(8), slice_span=timedelta(hours=2), store=online_store
-    )
+    [resumed] = materialize([view], end=hours(8), now=hours(8), slice_span=timedelta(hours=2), store=online_store)
     assert resumed.start_us == watermark  # resumed after the last finished slice
     assert online_at(view, [1, 2, 3], hours(8), online_store) == offline_at(view, [1, 2, 3], hours(8))
 
@@ -250,8 +246,10 @@ def test_materialize_refuses_bad_arguments(make_view: Any, online_store: Any) ->
 
 
 def test_written_rows_are_the_stored_representation(make_view: Any, online_store: Any) -> None:
+    from mlpilot.features._codec import PayloadCodec
+
     view = make_view(table(cid=[7], et=[hours(1)], x=[0.5]))
     materialize([view], end=hours(2), now=hours(2), store=online_store)
     [stored] = online_store.read("txn", ["[7]"])
     epoch_us = int((hours(1) - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
-    assert stored == StoredRow("[7]", epoch_us, epoch_us, b'{"x":0.5}')
+    assert stored == StoredRow("[7]", epoch_us, epoch_us, PayloadCodec(view).encode([0.5]))

@@ -28,9 +28,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 @pytest.fixture
 def logged_view(tmp_path: Path) -> FeatureView:
     (tmp_path / "history").mkdir()
-    pq.write_table(
-        table(cid=[1, 2], et=[hours(0), hours(0)], x=[1.0, 2.0]), tmp_path / "history" / "h.parquet"
-    )
+    pq.write_table(table(cid=[1, 2], et=[hours(0), hours(0)], x=[1.0, 2.0]), tmp_path / "history" / "h.parquet")
     return FeatureView(
         "txn",
         [Entity("customer", ["cid"])],
@@ -41,9 +39,7 @@ def logged_view(tmp_path: Path) -> FeatureView:
     )
 
 
-def test_pushed_values_are_online_and_offline(
-    logged_view: FeatureView, online_store: Any, tmp_path: Path
-) -> None:
+def test_pushed_values_are_online_and_offline(logged_view: FeatureView, online_store: Any, tmp_path: Path) -> None:
     materialize([logged_view], end=hours(1), now=hours(1), store=online_store)
     result = push(
         logged_view,
@@ -65,9 +61,7 @@ def test_pushed_values_are_online_and_offline(
     assert offline.column("x").to_pylist() == online["x"]
 
 
-def test_an_older_push_does_not_roll_back(
-    logged_view: FeatureView, online_store: Any, tmp_path: Path
-) -> None:
+def test_an_older_push_does_not_roll_back(logged_view: FeatureView, online_store: Any, tmp_path: Path) -> None:
     push(logged_view, [{"cid": 1, "et": hours(5), "x": 5.0}], store=online_store)
     push(logged_view, [{"cid": 1, "et": hours(4), "x": 4.0}], store=online_store)
     assert get_online_features([{"cid": 1}], [logged_view], store=online_store, now=hours(6))["x"] == [5.0]
@@ -94,9 +88,7 @@ def test_availability_defaults_to_the_push_time(online_store: Any, tmp_path: Pat
     assert offline.column("x").to_pylist() == [None, 1.0], "not usable before it was pushed"
 
 
-def test_bad_pushes_are_refused_before_writing(
-    logged_view: FeatureView, online_store: Any, tmp_path: Path
-) -> None:
+def test_bad_pushes_are_refused_before_writing(logged_view: FeatureView, online_store: Any, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="missing column 'x'") as exc:
         push(logged_view, [{"cid": 1, "et": hours(1)}], store=online_store, offline_log=tmp_path / "log")
     assert exc.value.field == "data.x"
@@ -108,9 +100,7 @@ def test_bad_pushes_are_refused_before_writing(
             offline_log=tmp_path / "log",
         )
     with pytest.raises(InvalidInputError, match="timestamp_field 'et' has nulls"):
-        push(
-            logged_view, [{"cid": 1, "et": None, "x": 1.0}], store=online_store, offline_log=tmp_path / "log"
-        )
+        push(logged_view, [{"cid": 1, "et": None, "x": 1.0}], store=online_store, offline_log=tmp_path / "log")
     assert not (tmp_path / "log").exists()
     assert get_online_features([{"cid": 1}], [logged_view], store=online_store, now=hours(1))["x"] == [None]
 

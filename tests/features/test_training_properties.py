@@ -82,9 +82,7 @@ def reference(
     if bitemporal:
         best_rank = (best.et, best.av) if best is not None else (-NEVER, -NEVER)
         flags["a"] = any(
-            ok(r.et)
-            and not (r.av is not None and ok(r.av))
-            and (r.et, NEVER if r.av is None else r.av) > best_rank
+            ok(r.et) and not (r.av is not None and ok(r.av)) and (r.et, NEVER if r.av is None else r.av) > best_rank
             for r in same_key
         )
     value = None if best is None or flags["x"] else best.x

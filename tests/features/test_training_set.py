@@ -111,9 +111,7 @@ def test_outputs_and_report_travel_with_the_data(make_view: Any, tmp_path: Path)
 def test_pandas_entity_frame_keeps_its_columns_and_order(make_view: Any) -> None:
     pd = pytest.importorskip("pandas")
     view = make_view(table(cid=[1, 2], et=[hours(0), hours(0)], x=[1.0, 2.0]))
-    frame = pd.DataFrame(
-        {"label": [1, 0, 1], "cid": [2, 1, 2], "event_timestamp": [hours(1), hours(1), hours(0)]}
-    )
+    frame = pd.DataFrame({"label": [1, 0, 1], "cid": [2, 1, 2], "event_timestamp": [hours(1), hours(1), hours(0)]})
     data = get_training_set(frame, [view], output="pandas").data
     assert list(data.columns) == ["label", "cid", "event_timestamp", "x"]
     assert data["x"].tolist() == [2.0, 1.0, 2.0]
@@ -147,9 +145,7 @@ def test_sql_source_over_parquet_and_a_table(tmp_path: Path) -> None:
         "SELECT cid, et, amount * rate AS amount_eur FROM txn JOIN fx USING (cur)",
         inputs={"txn": ParquetSource(tmp_path / "t.parquet"), "fx": TableSource(rates)},
     )
-    view = FeatureView(
-        "eur", [Entity("customer", ["cid"])], source, "et", features=[Feature("amount_eur", "float64")]
-    )
+    view = FeatureView("eur", [Entity("customer", ["cid"])], source, "et", features=[Feature("amount_eur", "float64")])
     result = get_training_set(entities((1, 1), (1, 3)), [view])
     assert result.data.column("amount_eur").to_pylist() == [10.0, 10.0]
 
@@ -177,9 +173,7 @@ def test_composite_keys_and_two_views(make_view: Any) -> None:
 
 
 def test_feature_refs_and_full_names(make_view: Any) -> None:
-    a = make_view(
-        table(cid=[1], et=[hours(0)], x=[1.0], y=[2.0]), name="a", features={"x": "float64", "y": "float64"}
-    )
+    a = make_view(table(cid=[1], et=[hours(0)], x=[1.0], y=[2.0]), name="a", features={"x": "float64", "y": "float64"})
     b = make_view(table(cid=[1], et=[hours(0)], x=[5.0]), name="b")
     with pytest.raises(InvalidInputError, match=r"clashes with feature view 'a'.*full_names=True"):
         get_training_set(entities((1, 1)), [a, b])
@@ -200,9 +194,7 @@ def test_memory_limited_run_spills_and_matches(tmp_path: Path) -> None:
             "x": rng.random(n),
         }
     )
-    view = FeatureView(
-        "big", [Entity("c", ["cid"])], TableSource(rows), "et", features=[Feature("x", "float64")]
-    )
+    view = FeatureView("big", [Entity("c", ["cid"])], TableSource(rows), "et", features=[Feature("x", "float64")])
     entity_df = pa.table(
         {
             "cid": rng.integers(0, 5_000, 50_000),
@@ -222,9 +214,7 @@ def test_refusals_name_the_field(make_view: Any) -> None:
     assert exc.value.field == "timestamp_field"
     with pytest.raises(InvalidInputError, match="no column 'cid', a join key of feature view 'txn'"):
         get_training_set(table(customer=[1], event_timestamp=[hours(0)]), [view])
-    with pytest.raises(
-        InvalidInputError, match="join key 'cid' has type VARCHAR but feature view 'txn' has BIGINT"
-    ):
+    with pytest.raises(InvalidInputError, match="join key 'cid' has type VARCHAR but feature view 'txn' has BIGINT"):
         get_training_set(table(cid=["1"], event_timestamp=[hours(0)]), [view])
     with pytest.raises(InvalidInputError, match="expected a timestamp or date"):
         get_training_set(table(cid=[1], event_timestamp=["2024-01-01"]), [view])
@@ -242,3 +232,25 @@ def test_source_drifting_from_its_declaration_is_refused(make_view: Any) -> None
     ) as exc:
         get_training_set(entities((1, 0)), [view])
     assert exc.value.field == "feature_views.txn.features.x"
+
+
+def test_sources_without_stable_positions_are_materialized_once(tmp_path: Path, online_store: Any) -> None:
+    """A bitemporal SQL source, and Parquet files whose own columns shadow DuckDB's position columns."""
+    from mlpilot.features import get_online_features, materialize
+
+    rows = table(
+        cid=[1, 1, 1],
+        et=[hours(0), hours(5), hours(5)],
+        av=[hours(0), hours(9), hours(12)],
+        x=[1.0, 2.0, 3.0],
+        file_row_number=[7, 8, 9],
+    )
+    pq.write_table(rows, tmp_path / "t.parquet")
+    customer = Entity("customer", ["cid"])
+    sql = SqlSource("SELECT * FROM t WHERE x > 0", inputs={"t": ParquetSource(tmp_path / "t.parquet")})
+    for source in (sql, ParquetSource(tmp_path / "t.parquet")):
+        view = FeatureView("txn", [customer], source, "et", available_at_field="av", features=[Feature("x", "float64")])
+        result = get_training_set(entities((1, 4), (1, 6), (1, 9), (1, 13)), [view])
+        assert result.data.column("x").to_pylist() == [1.0, 1.0, 2.0, 3.0]
+        materialize([view], end=hours(10), now=hours(10), incremental=False, store=online_store)
+        assert get_online_features([{"cid": 1}], [view], store=online_store, now=hours(10))["x"] == [2.0]

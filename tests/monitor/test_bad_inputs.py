@@ -86,6 +86,14 @@ def test_column_missing_from_window_and_extra_columns(make_table: Callable[..., 
     assert any("new_col" in note for note in report.notes)
 
 
+def test_selected_feature_missing_from_window_is_reported(make_table: Callable[..., dict[str, Any]]) -> None:
+    ref, cur = make_table(500, seed=16), make_table(500, seed=17)
+    del cur["x1"]
+    report = compare(ref, cur, features=["x0", "x1"])
+    assert set(report.features) == {"x0", "x1"}
+    assert report.features["x1"].missing_current == 1.0
+
+
 def test_text_in_a_numeric_column_names_the_column(make_table: Callable[..., dict[str, Any]]) -> None:
     ref, cur = make_table(100, seed=13), make_table(100, seed=14)
     cur["x0"] = np.array(["oops"] * 100)

@@ -119,3 +119,34 @@ def test_compare_reports_scipy_values_for_small_tables() -> None:
     assert c.p_value == pytest.approx(chi.pvalue, rel=1e-10)
     q = stats.false_discovery_control([x.p_value, c.p_value], method="bh")
     assert [x.q_value, c.q_value] == pytest.approx(list(q))
+
+
+def test_psi_matches_its_definition() -> None:
+    from mlpilot.monitor.stats import psi
+
+    expected = (0.6 - 0.5) * np.log(0.6 / 0.5) + (0.4 - 0.5) * np.log(0.4 / 0.5)
+    assert psi(np.array([50.0, 50.0]), np.array([60.0, 40.0])) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "numeric_effect", "categorical_effect"),
+    [
+        ({"numeric_test": "psi", "categorical_test": "psi"}, "psi", "psi"),
+        ({"numeric_test": "wasserstein", "categorical_test": "jensen_shannon"}, "wasserstein_sd", "jensen_shannon"),
+    ],
+)
+def test_tests_without_p_value_decide_on_their_threshold(
+    options: dict[str, str], numeric_effect: str, categorical_effect: str
+) -> None:
+    rng = np.random.default_rng(31)
+    levels = np.array(list("abcd"))
+    ref = {"x": rng.normal(size=5000), "c": rng.choice(levels, size=5000, p=[0.4, 0.3, 0.2, 0.1])}
+    same = {"x": rng.normal(size=5000), "c": rng.choice(levels, size=5000, p=[0.4, 0.3, 0.2, 0.1])}
+    moved = {"x": rng.normal(0.8, size=5000), "c": rng.choice(levels, size=5000, p=[0.1, 0.2, 0.3, 0.4])}
+    steady, drifted = compare(ref, same, **options), compare(ref, moved, **options)
+    for report in (steady, drifted):
+        assert report.features["x"].p_value is None
+        assert report.features["x"].effect_name == numeric_effect
+        assert report.features["c"].effect_name == categorical_effect
+    assert steady.drifted_features == []
+    assert sorted(drifted.drifted_features) == ["c", "x"]

@@ -77,7 +77,9 @@ def test_fractional_value_for_an_integer_input(http: httpx.Client) -> None:
 
 
 def test_wrong_oip_datatype(http: httpx.Client, cancer: Any) -> None:
-    body = {"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1, 30], "data": [str(v) for v in _row(cancer)]}]}
+    body = {
+        "inputs": [{"name": "input", "datatype": "BYTES", "shape": [1, 30], "data": [str(v) for v in _row(cancer)]}]
+    }
     doc = _refused(http.post("/v2/models/cancer/infer", json=body), field="input")
     assert (doc["expected"], doc["got"]) == ("FP64", "BYTES")
 
@@ -100,12 +102,16 @@ def test_shape_that_does_not_match_the_data(http: httpx.Client, cancer: Any) -> 
 
 def test_ragged_rows(http: httpx.Client, cancer: Any) -> None:
     rows = [_row(cancer), _row(cancer)[:10]]
-    assert "not a rectangular array" in _refused(http.post("/invocations", json={"inputs": rows}), field="input")["error"]
+    assert (
+        "not a rectangular array" in _refused(http.post("/invocations", json={"inputs": rows}), field="input")["error"]
+    )
 
 
 def test_inputs_with_different_batch_sizes(http: httpx.Client) -> None:
     body = {"inputs": {"age": [30, 40], "income": [2.0], "plan": ["pro", "basic"]}}
-    assert "different batch sizes" in _refused(http.post("/v1/models/customers:predict", json=body), field="age")["error"]
+    assert (
+        "different batch sizes" in _refused(http.post("/v1/models/customers:predict", json=body), field="age")["error"]
+    )
 
 
 def test_binary_size_that_does_not_fit(http: httpx.Client, cancer: Any) -> None:
@@ -149,7 +155,10 @@ def test_mlflow_unsupported_param(http: httpx.Client, cancer: Any) -> None:
 
 
 def test_empty_batch(http: httpx.Client) -> None:
-    assert "non-empty" in _refused(http.post("/v1/models/cancer:predict", json={"instances": []}), field="instances")["error"]
+    assert (
+        "non-empty"
+        in _refused(http.post("/v1/models/cancer:predict", json={"instances": []}), field="instances")["error"]
+    )
 
 
 def test_unknown_output(http: httpx.Client, cancer: Any) -> None:

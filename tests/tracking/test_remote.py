@@ -18,7 +18,6 @@ from mlpilot.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
-    RemoteError,
 )
 from mlpilot.remote.artifacts import RestArtifactStore
 from mlpilot.remote.http import HttpTransport
@@ -90,10 +89,6 @@ def test_a_run_logged_through_the_server_lands_in_its_store(
     assert history == local.get_metric_history(run.id, "loss")
 
 
-@pytest.mark.xfail(
-    reason="RestArtifactStore.exists() sends HEAD; the bodiless 404 maps to RemoteError, not NotFoundError",
-    raises=RemoteError,
-)
 def test_artifacts_logged_through_the_server(
     remote: RestTracking, transport: HttpTransport, local: TrackingService, tmp_path: Path
 ) -> None:
@@ -159,6 +154,7 @@ def test_server_errors_come_back_as_the_same_types(remote: RestTracking) -> None
         ("/batch", {"params": {"a": 1}}, "params.a"),
         ("/batch", {"bogus": 1}, "bogus"),
         ("/end", {"status": "RUNNING"}, "status"),
+        ("/end", {"status": "FINISHED", "metrics": [["m", None, 0, 1]]}, "metrics[0][1]"),
         ("/datasets", {"dataset": {"name": "d", "digest": "xyz", "num_rows": 1}}, "dataset.digest"),
         ("/artifacts", {"path": "a", "sha256": "0" * 64, "size": -1}, "size"),
     ],

@@ -256,3 +256,25 @@ def test_a_batch_is_one_transaction_of_many_points(service: TrackingService) -> 
     with service.store.read() as session:
         assert session.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id)) == 5_000
     assert service.get_run(run_id).metrics == {f"m{k}": 4995.0 + k for k in range(5)}
+
+
+def test_end_run_commits_the_last_batch_with_the_status(service: TrackingService) -> None:
+    run_id = new_run(service)
+    service.end_run(run_id, metrics=[("m", 1.0, 0, 1)], params={"p": "1"}, tags={"t": "x"})
+    run = service.get_run(run_id)
+    assert (run.info.status, run.metrics, run.params, run.tags) == (
+        RunStatus.FINISHED,
+        {"m": 1.0},
+        {"p": "1"},
+        {"t": "x"},
+    )
+
+
+def test_a_refused_end_writes_none_of_its_batch(service: TrackingService) -> None:
+    run_id = new_run(service)
+    service.end_run(run_id)
+    with pytest.raises(ConflictError):
+        service.end_run(run_id, metrics=[("m", 1.0, 0, 1)])
+    with pytest.raises(InvalidInputError):
+        service.end_run(new_run(service), metrics=[("m", "bad", 0, 1)])
+    assert service.get_metric_history(run_id, "m") == []

@@ -97,9 +97,7 @@ class FsspecArtifactStore:
         except FileNotFoundError as exc:
             raise NotFoundError(f"artifact {digest} is not in {self.url}", field="sha256") from exc
         if hashlib.sha256(data).hexdigest() != digest:
-            raise IntegrityError(
-                f"artifact {digest} in {self.url} is corrupt: its bytes do not match the hash"
-            )
+            raise IntegrityError(f"artifact {digest} in {self.url} is corrupt: its bytes do not match the hash")
         return data
 
     def get_file(self, digest: str, dest: str | Path) -> Path:
@@ -115,9 +113,7 @@ class FsspecArtifactStore:
                     h.update(chunk)
                     out.write(chunk)
             if h.hexdigest() != digest:
-                raise IntegrityError(
-                    f"artifact {digest} in {self.url} is corrupt: its bytes do not match the hash"
-                )
+                raise IntegrityError(f"artifact {digest} in {self.url} is corrupt: its bytes do not match the hash")
             os.replace(tmp_name, dest)
         except FileNotFoundError as exc:
             raise NotFoundError(f"artifact {digest} is not in {self.url}", field="sha256") from exc

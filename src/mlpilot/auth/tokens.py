@@ -64,9 +64,7 @@ class TokenService:
     def create(self, name: str, *, role: str = "viewer", actor: str = "local") -> tuple[str, TokenInfo]:
         """A new token; the returned secret is never stored and cannot be shown again."""
         if not isinstance(name, str) or not _NAME.match(name):
-            raise InvalidInputError(
-                f"token name must be 1-128 letters, digits or '_.@-', got {name!r}", field="name"
-            )
+            raise InvalidInputError(f"token name must be 1-128 letters, digits or '_.@-', got {name!r}", field="name")
         if role not in ROLES:
             raise InvalidInputError(f"role must be one of {', '.join(ROLES)}, got {role!r}", field="role")
         secret = _TOKEN_PREFIX + secrets.token_urlsafe(32)

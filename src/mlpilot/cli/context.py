@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,26 @@ def settings() -> Settings:
 
 def local_store() -> Store:
     s = settings()
-    return Store(s.resolved_db_url, busy_timeout=s.sqlite_busy_timeout)
+    store = Store(s.resolved_db_url, busy_timeout=s.sqlite_busy_timeout)
+    _close_with_command(store.close)
+    return store
 
 
 def client(url: str | None = None) -> Client:
     """The SDK client for CLI commands: ``--url``, else MLPILOT_SERVER_URL, else the embedded store."""
     from mlpilot.client import Client
 
-    return Client(url, settings=settings())
+    c = Client(url, settings=settings())
+    _close_with_command(c.close)
+    return c
+
+
+def _close_with_command(close: Callable[[], None]) -> None:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(close)
 
 
 def url_option(func: Any) -> Any:

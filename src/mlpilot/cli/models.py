@@ -60,10 +60,7 @@ def show(name: str, as_json: bool, url: str | None) -> None:
     print_table(
         "history",
         ["time", "event", "by", "details"],
-        (
-            [fmt_time(e.time), e.kind, e.actor, ", ".join(f"{k}={v}" for k, v in e.payload.items())]
-            for e in history
-        ),
+        ([fmt_time(e.time), e.kind, e.actor, ", ".join(f"{k}={v}" for k, v in e.payload.items())] for e in history),
         empty="no events",
     )
 

@@ -15,9 +15,7 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("-e", "--experiment", multiple=True, help="Only runs of this experiment (repeatable).")
-@click.option(
-    "-f", "--filter", "filter_", default=None, help='e.g. "metrics.auc > 0.9 and params.depth <= 8"'
-)
+@click.option("-f", "--filter", "filter_", default=None, help='e.g. "metrics.auc > 0.9 and params.depth <= 8"')
 @click.option("-o", "--order-by", multiple=True, help="e.g. 'metrics.auc DESC' (repeatable).")
 @click.option("-n", "--max-results", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--page-token", default=None, help="Continue from a previous page.")
@@ -33,9 +31,7 @@ def list_(
     url: str | None,
 ) -> None:
     """List runs, newest first, optionally filtered and ordered."""
-    page = client(url).search_runs(
-        filter_, list(experiment) or None, list(order_by) or None, max_results, page_token
-    )
+    page = client(url).search_runs(filter_, list(experiment) or None, list(order_by) or None, max_results, page_token)
     if as_json:
         print_json(page)
         return
@@ -70,13 +66,9 @@ def show(run_id: str, as_json: bool, url: str | None) -> None:
         return
     info = run.info
     console.print(f"[bold]run {info.id}[/bold]  {info.name}  ({info.experiment})")
-    console.print(
-        f"status {info.status.value}   started {fmt_time(info.start_time)}   ended {fmt_time(info.end_time)}"
-    )
+    console.print(f"status {info.status.value}   started {fmt_time(info.start_time)}   ended {fmt_time(info.end_time)}")
     if info.git_commit:
-        console.print(
-            f"code {info.git_commit[:12]}{' (dirty)' if info.git_dirty else ''}   by {info.user or '-'}"
-        )
+        console.print(f"code {info.git_commit[:12]}{' (dirty)' if info.git_dirty else ''}   by {info.user or '-'}")
     if info.parent_id:
         console.print(f"parent {info.parent_id}")
     print_table("params", ["key", "value"], sorted(run.params.items()), empty="no params")
@@ -95,9 +87,7 @@ def show(run_id: str, as_json: bool, url: str | None) -> None:
             ([d.dataset.name, d.context, d.dataset.num_rows, d.dataset.digest[:12]] for d in run.inputs),
         )
     if run.artifacts:
-        print_table(
-            "artifacts", ["path", "size", "sha256"], ([a.path, a.size, a.sha256[:12]] for a in run.artifacts)
-        )
+        print_table("artifacts", ["path", "size", "sha256"], ([a.path, a.size, a.sha256[:12]] for a in run.artifacts))
 
 
 COMMANDS = [runs]

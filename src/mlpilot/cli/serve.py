@@ -66,23 +66,13 @@ def _setup_logging(level: str, access_log: bool) -> None:
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8080).")
 @click.option("--max-batch-size", type=int, default=None, help="Most rows per model call (default 64).")
-@click.option(
-    "--max-wait-ms", type=float, default=None, help="Longest a batch waits for company (default 2)."
-)
-@click.option(
-    "--max-queue-size", type=int, default=None, help="Rows queued per model before 503 (default 2048)."
-)
-@click.option(
-    "--queue-timeout-ms", type=float, default=None, help="Queue-time budget before 503 (default 1000)."
-)
+@click.option("--max-wait-ms", type=float, default=None, help="Longest a batch waits for company (default 2).")
+@click.option("--max-queue-size", type=int, default=None, help="Rows queued per model before 503 (default 2048).")
+@click.option("--queue-timeout-ms", type=float, default=None, help="Queue-time budget before 503 (default 1000).")
 @click.option("--threads", type=int, default=None, help="Inference threads (default: cores - 1, at least 1).")
-@click.option(
-    "--refresh-interval", type=float, default=None, help="Seconds between alias checks (default 10)."
-)
+@click.option("--refresh-interval", type=float, default=None, help="Seconds between alias checks (default 10).")
 @click.option("--log-sample-rate", type=float, default=None, help="Share of predictions logged (default 1).")
-@click.option(
-    "--log-url", default=None, help="Where the prediction log goes (default $MLPILOT_HOME/predictions)."
-)
+@click.option("--log-url", default=None, help="Where the prediction log goes (default $MLPILOT_HOME/predictions).")
 @click.option("--no-prediction-log", is_flag=True, help="Do not log predictions.")
 @click.option("--no-access-log", is_flag=True, help="Do not write an access-log line per request.")
 @click.option("--no-pickle", is_flag=True, help="Refuse pickled Python models (the pyfunc flavor).")
@@ -112,9 +102,7 @@ def serve(
     from mlpilot.serving import ModelServer, RegistrySource, ServeConfig, load_serve_config
 
     if bool(refs) == bool(config_path):
-        raise InvalidInputError(
-            "name the models to serve as REFS or with --config FILE (not both)", field="refs"
-        )
+        raise InvalidInputError("name the models to serve as REFS or with --config FILE (not both)", field="refs")
     options: dict[str, Any] = {"host": host, "port": port, "inference_threads": threads}
     options["refresh_interval"] = refresh_interval
     if no_access_log:
@@ -123,9 +111,7 @@ def serve(
     if config_path is not None:
         config = load_serve_config(config_path, **options)
     else:
-        config = ServeConfig.from_dict(
-            {"models": [{"ref": r} for r in refs], **options}, source="mlpilot serve"
-        )
+        config = ServeConfig.from_dict({"models": [{"ref": r} for r in refs], **options}, source="mlpilot serve")
     batching = {
         "max_batch_size": max_batch_size,
         "max_wait_ms": max_wait_ms,

@@ -92,9 +92,7 @@ def step_train(state: DemoState) -> None:
                     metrics={k: v for k, v in metrics.items() if not k.startswith("auc_region_")},
                     description=f"{cand.name} on churn features",
                 )
-            state.runs.append(
-                {"run": run.id, "name": cand.name, "metrics": metrics, "version": version.version}
-            )
+            state.runs.append({"run": run.id, "name": cand.name, "metrics": metrics, "version": version.version})
             state.versions.append(version)
             progress.console.print(
                 f"  {cand.name}: AUC {metrics['auc']:.3f}, run {run.id[:12]}, registered "
@@ -153,9 +151,7 @@ STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
 ]
 
 
-def run_demo(
-    client: Client, *, rows: int = 20_000, seed: int = 0, console: Console | None = None
-) -> DemoState:
+def run_demo(client: Client, *, rows: int = 20_000, seed: int = 0, console: Console | None = None) -> DemoState:
     """Run every step of the tour against ``client`` and return what it produced."""
     state = DemoState(client=client, console=console or Console(), rows=rows, seed=seed)
     for i, (title, step) in enumerate(STEPS, 1):

@@ -11,7 +11,6 @@ call :meth:`OnlineReader.read` per request.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from mlpilot.errors import InvalidInputError
-from mlpilot.features._codec import decode_value, encode_key, store_of, to_us
+from mlpilot.features._codec import PayloadCodec, decode_value, encode_key, store_of, to_us
 from mlpilot.features.catalog import Definitions, FeaturesArg, resolve_features
 from mlpilot.features.online.base import OnlineStore
 
@@ -32,10 +31,11 @@ EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
 class _ViewPlan:
     name: str
     keys: tuple[str, ...]
-    features: tuple[str, ...]
     outputs: tuple[str, ...]
+    positions: tuple[int, ...]  # of the selected features in the view's payload
     dtypes: tuple[str, ...]
     ttl_us: int | None
+    codec: PayloadCodec
     plain: bool  # no timestamp/date feature: values are returned as stored
 
 
@@ -68,14 +68,16 @@ class OnlineReader:
                     )
                 taken.add(name)
             dtypes = tuple(s.view.feature(f).dtype for f in s.features)
+            codec = PayloadCodec(s.view)
             plans.append(
                 _ViewPlan(
                     s.view.name,
                     s.view.join_keys,
-                    s.features,
                     outputs,
+                    tuple(codec.names.index(f) for f in s.features),
                     dtypes,
                     s.view.ttl_us,
+                    codec,
                     not any(d in ("timestamp", "date") for d in dtypes),
                 )
             )
@@ -96,18 +98,24 @@ class OnlineReader:
         now_us = time.time_ns() // 1000 if now is None else to_us(now, "now")
         result: dict[str, list[Any]] = dict(columns)
         for plan in self._plans:
-            key_values = [columns[k] for k in plan.keys]
-            entity_keys = [encode_key([col[i] for col in key_values], plan.keys) for i in range(count)]
+            if len(plan.keys) == 1:
+                entity_keys = [encode_key((value,), plan.keys) for value in columns[plan.keys[0]]]
+            else:
+                key_values = [columns[k] for k in plan.keys]
+                entity_keys = [encode_key([col[i] for col in key_values], plan.keys) for i in range(count)]
             stored = self.store.read(plan.name, entity_keys)
             outs: list[list[Any]] = [[None] * count for _ in plan.outputs]
             cutoff = None if plan.ttl_us is None else now_us - plan.ttl_us
+            decode = plan.codec.decode
+            positions = tuple(enumerate(plan.positions))
             for i, row in enumerate(stored):
                 if row is None or (cutoff is not None and row.event_time < cutoff):
                     continue
-                values = json.loads(row.payload)
-                for j, name in enumerate(plan.features):
-                    value = values.get(name)
-                    outs[j][i] = value if plan.plain else decode_value(value, plan.dtypes[j])
+                values = decode(row.payload)
+                if values is None:
+                    continue
+                for j, at in positions:
+                    outs[j][i] = values[at] if plan.plain else decode_value(values[at], plan.dtypes[j])
             for name, values_out in zip(plan.outputs, outs, strict=True):
                 result[name] = values_out
         return result

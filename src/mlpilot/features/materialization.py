@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpilot.errors import InvalidInputError
-from mlpilot.features._codec import encode_key, encode_payload, online_columns, store_of, to_us
+from mlpilot.features._codec import PayloadCodec, encode_key, online_columns, store_of, to_us
 from mlpilot.features._duckdb import DuckSession, quote
 from mlpilot.features._viewsql import AV, ET, NEVER, SF, SR, E, PreparedView, prepare_view
 from mlpilot.features.catalog import Definitions
@@ -188,6 +188,7 @@ def _slices(
 def _write(view: FeatureView, keys: Sequence[str], batch: Any, online: OnlineStore) -> int:
     key_columns = [batch.column(k).to_pylist() for k in keys]
     names = view.feature_names
+    codec = PayloadCodec(view)
     values = list(online_columns(batch, view, names))
     event_times = batch.column(ET).to_pylist()
     available = batch.column(AV).to_pylist()
@@ -196,7 +197,7 @@ def _write(view: FeatureView, keys: Sequence[str], batch: Any, online: OnlineSto
             encode_key([col[i] for col in key_columns], keys),
             event_times[i],
             available[i],
-            encode_payload({name: values[j][i] for j, name in enumerate(names)}),
+            codec.encode([column[i] for column in values]),
         )
         for i in range(batch.num_rows)
     ]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpilot.errors import InvalidInputError, StoreError
-from mlpilot.features._codec import encode_key, encode_payload, online_columns, store_of
+from mlpilot.features._codec import PayloadCodec, encode_key, online_columns, store_of
 from mlpilot.features._frames import to_arrow
 from mlpilot.features.catalog import Definitions
 from mlpilot.features.definitions import FeatureView
@@ -176,13 +176,14 @@ def _latest_rows(view: FeatureView, table: Any) -> list[StoredRow]:
             rank[key] = candidate
             best[key] = i
     names = view.feature_names
+    codec = PayloadCodec(view)
     values = list(online_columns(table, view, names))
     rows: Sequence[StoredRow] = [
         StoredRow(
             key,
             event_times[i],
             available[i],
-            encode_payload({name: values[j][i] for j, name in enumerate(names)}),
+            codec.encode([column[i] for column in values]),
         )
         for key, i in best.items()
     ]

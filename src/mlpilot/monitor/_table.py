@@ -29,9 +29,24 @@ _WORKERS = min(4, os.cpu_count() or 1)
 
 @dataclass(frozen=True)
 class NumericColumn:
-    values: npt.NDArray[np.float64]
+    """Float64 values with NaN for missing, either held or converted from Arrow on each access.
+
+    Converting lazily keeps a multi-chunk Arrow column from being copied into NumPy for the whole check: the
+    worker profiling it converts, reads, and lets the copy go. ``materialized()`` converts once and keeps it.
+    """
+
+    source: npt.NDArray[np.float64] | pa.ChunkedArray
 
     kind = "numeric"
+
+    @property
+    def values(self) -> npt.NDArray[np.float64]:
+        if isinstance(self.source, np.ndarray):
+            return self.source
+        return _float_values(self.source)
+
+    def materialized(self) -> NumericColumn:
+        return self if isinstance(self.source, np.ndarray) else NumericColumn(self.values)
 
     def take(self, rows: IntArray) -> NumericColumn:
         return NumericColumn(self.values[rows])
@@ -69,6 +84,11 @@ class Table:
 
     def take(self, rows: IntArray) -> Table:
         return Table({k: c.take(rows) for k, c in self.columns.items()}, int(rows.size), dict(self.skipped))
+
+    def materialized(self) -> Table:
+        """Convert lazy columns once, before many row subsets are taken."""
+        columns = {k: c.materialized() if isinstance(c, NumericColumn) else c for k, c in self.columns.items()}
+        return Table(columns, self.rows, dict(self.skipped))
 
 
 def _to_arrow(data: Any) -> pa.Table:
@@ -137,23 +157,29 @@ def _is_categorical_type(t: pa.DataType) -> bool:
     )
 
 
-def _numeric(name: str, col: pa.ChunkedArray) -> NumericColumn:
-    if col.type == pa.null():
-        return NumericColumn(np.full(len(col), np.nan))
-    try:
-        as_float = col if col.type == pa.float64() else pc.cast(col, pa.float64())
-    except pa.ArrowException as exc:
-        raise InvalidInputError(
-            f"column {name!r}: expected numbers like the reference, got {col.type}", field=name
-        ) from exc
+def _float_values(col: pa.ChunkedArray) -> npt.NDArray[np.float64]:
+    as_float = col if col.type == pa.float64() else pc.cast(col, pa.float64())
     if as_float.null_count:
         as_float = pc.fill_null(as_float, np.nan)
-    # Zero-copy for a single chunk without nulls: the column is only read, never written.
+    # Zero-copy for a single chunk without nulls: the values are only read, never written.
     values = np.asarray(as_float.to_numpy(), dtype=np.float64)
     infinite = np.isinf(values)
     if infinite.any():
         values = np.where(infinite, np.nan, values)
-    return NumericColumn(values)
+    return values
+
+
+def _numeric(name: str, col: pa.ChunkedArray) -> NumericColumn:
+    if col.type == pa.null():
+        return NumericColumn(np.full(len(col), np.nan))
+    if _is_numeric_type(col.type):
+        return NumericColumn(col)  # casting numbers to float64 cannot fail: convert when read
+    try:
+        return NumericColumn(_float_values(col))
+    except pa.ArrowException as exc:
+        raise InvalidInputError(
+            f"column {name!r}: expected numbers like the reference, got {col.type}", field=name
+        ) from exc
 
 
 def _categorical(name: str, col: pa.ChunkedArray) -> CategoricalColumn:

@@ -185,10 +185,13 @@ def compare(
         cur = current
     else:
         kinds = {name: col.kind for name, col in ref.columns.items()}
-        table = _load(current, categorical=segs, features=features, roles=(prediction, target, score), kinds=kinds)
-        extra = sorted(set(table.columns) - set(ref.columns) - {target})
+        # No `features` filter here: a feature absent from the window is reported as missing, not rejected.
+        table = _load(current, categorical=segs, features=None, roles=(prediction, target, score), kinds=kinds)
+        keep = set(ref.columns) | {target, *segs}
+        extra = sorted(set(table.columns) - keep)
         if extra:
             notes.append(f"columns not in the reference were ignored: {', '.join(extra)}")
+            table.columns = {k: v for k, v in table.columns.items() if k in keep}
         for name in segs:
             if name not in table.columns:
                 raise InvalidInputError(f"segments: column {name!r} is not in the current window", field="segments")

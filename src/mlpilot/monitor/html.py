@@ -94,7 +94,7 @@ def _scores_svg(features: list[FeatureDrift], width: int = 760) -> str:
     label_w = 200
     height = line * len(rows) + 10
     top = max(max(min(f.effect_size, 1e6) for f in rows), max(f.threshold for f in rows), 1e-12)
-    scale = (width - label_w - 60) / top
+    scale = (width - label_w - 190) / top  # room right of the longest bar for its value and name
     parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
     for i, f in enumerate(rows):
         y = i * line + 4

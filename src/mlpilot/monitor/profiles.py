@@ -213,17 +213,11 @@ class RowSample:
     rows: npt.NDArray[np.float64]
     seen: int
 
-    @classmethod
-    def of(cls, table: Table, names: Sequence[str], size: int, rng: np.random.Generator) -> RowSample:
-        numeric = tuple(n for n in names if isinstance(table.columns.get(n), NumericColumn))
-        take = rng.choice(table.rows, size=min(size, table.rows), replace=False) if table.rows else np.empty(0, int)
+    @staticmethod
+    def rows_to_take(rows: int, size: int, rng: np.random.Generator) -> IntArray:
+        take = rng.choice(rows, size=min(size, rows), replace=False) if rows else np.empty(0, np.int64)
         take.sort()
-        matrix = np.empty((take.size, len(numeric)))
-        for j, name in enumerate(numeric):
-            col = table.columns[name]
-            assert isinstance(col, NumericColumn)
-            matrix[:, j] = col.values[take]
-        return cls(numeric, matrix, table.rows)
+        return take
 
     def merge(self, other: RowSample, size: int, rng: np.random.Generator) -> RowSample:
         columns = tuple(c for c in self.columns if c in other.columns)
@@ -470,25 +464,37 @@ def build_profile(
     """Profile an already-normalized table (used for reference profiles and for current windows)."""
     size = options.sketch_size if sketch_size is None else sketch_size
 
-    def one(col: NumericColumn | CategoricalColumn) -> ColumnProfile:
+    if with_slices and segments:
+        table = table.materialized()  # every slice takes rows from every column: convert once
+    role_names = {roles.prediction, roles.target, roles.score}
+    sampled = [n for n, c in table.columns.items() if isinstance(c, NumericColumn) and n not in role_names]
+    want_sample = with_sample and options.sample_size > 0
+    take = RowSample.rows_to_take(table.rows, options.sample_size, np.random.default_rng(options.seed))
+
+    def one(name: str) -> tuple[ColumnProfile, FloatArray | None]:
+        col = table.columns[name]
         if isinstance(col, NumericColumn):
-            return NumericProfile.of(col.values, size)
-        return CategoricalProfile.of(col, options.top_k)
+            values = col.values  # converted here, in the worker, and released when it is done
+            rows = values[take] if want_sample and name in sampled else None
+            return NumericProfile.of(values, size), rows
+        return CategoricalProfile.of(col, options.top_k), None
 
     if table.rows * len(table.columns) >= _PARALLEL_CELLS and _WORKERS > 1:
         # Sorting dominates and NumPy releases the GIL while sorting: columns profile in parallel.
         with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-            columns = dict(zip(table.columns, pool.map(one, table.columns.values()), strict=True))
+            results = dict(zip(table.columns, pool.map(one, table.columns), strict=True))
     else:
-        columns = {name: one(col) for name, col in table.columns.items()}
+        results = {name: one(name) for name in table.columns}
+    columns = {name: result[0] for name, result in results.items()}
     task = roles.task
     if task is None and roles.target is not None and roles.target in table.columns:
         task = infer_task(_raw(table.columns[roles.target]))
     roles = replace(roles, task=task)
-    features = [c for c in table.columns if c not in {roles.prediction, roles.target, roles.score}]
     sample = None
-    if with_sample and options.sample_size > 0:
-        sample = RowSample.of(table, features, options.sample_size, np.random.default_rng(options.seed))
+    if want_sample:
+        parts = [part for name in sampled if (part := results[name][1]) is not None]
+        matrix = np.column_stack(parts) if parts else np.empty((take.size, 0))
+        sample = RowSample(tuple(sampled), matrix, table.rows)
     slices: dict[SliceKey, Profile] = {}
     if with_slices and segments:
         for key, rows in slice_rows(table, segments, options.max_segment_values, options.segment_pairs).items():

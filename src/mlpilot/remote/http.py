@@ -23,9 +23,7 @@ class HttpTransport:
     {'status': 'ok', 'store': 'sqlite'}
     """
 
-    def __init__(
-        self, base_url: str, token: str | None = None, *, timeout: float = 30.0, retries: int = 3
-    ) -> None:
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0, retries: int = 3) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"User-Agent": "mlpilot-sdk"}
         if token:
@@ -60,9 +58,7 @@ class HttpTransport:
             body = response.text
         raise error_from_payload(response.status_code, body)
 
-    def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
-    ) -> Any:
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         response = self._send(method, path, json=json, params=params)
         self._raise_for(response)
         if not response.content:

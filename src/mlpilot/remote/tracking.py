@@ -47,6 +47,20 @@ def _wire_value(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
+def _batch_body(
+    metrics: Sequence[tuple[str, float, int, int]], params: Mapping[str, str] | None, tags: Mapping[str, str] | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if metrics:
+        # x - x is 0 only for finite x: one cheap test per point on the common path.
+        body["metrics"] = [(k, v if v - v == 0 else _wire_value(v), s, t) for k, v, s, t in metrics]
+    if params:
+        body["params"] = dict(params)
+    if tags:
+        body["tags"] = dict(tags)
+    return body
+
+
 def _run_path(run_id: str, suffix: str = "") -> str:
     return f"{_API}/runs/{quote(run_id, safe='')}{suffix}"
 
@@ -59,14 +73,10 @@ class RestTracking:
         self.transport = transport
 
     def get_or_create_experiment(self, name: str, *, actor: str = "local") -> Experiment:
-        return Experiment.model_validate(
-            self.transport.request("POST", f"{_API}/experiments", json={"name": name})
-        )
+        return Experiment.model_validate(self.transport.request("POST", f"{_API}/experiments", json={"name": name}))
 
     def get_experiment(self, name: str) -> Experiment:
-        return Experiment.model_validate(
-            self.transport.request("GET", f"{_API}/experiments/{quote(name, safe='')}")
-        )
+        return Experiment.model_validate(self.transport.request("GET", f"{_API}/experiments/{quote(name, safe='')}"))
 
     def list_experiments(self) -> list[Experiment]:
         return _experiments.validate_python(self.transport.request("GET", f"{_API}/experiments"))
@@ -81,9 +91,13 @@ class RestTracking:
         status: RunStatus | str = RunStatus.FINISHED,
         *,
         end_time: int | None = None,
+        metrics: Sequence[tuple[str, float, int, int]] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
         actor: str = "local",
     ) -> RunInfo:
-        body: dict[str, Any] = {"status": str(status).upper()}
+        body = _batch_body(metrics, params, tags)
+        body["status"] = str(status).upper()
         if end_time is not None:
             body["end_time"] = end_time
         return RunInfo.model_validate(self.transport.request("POST", _run_path(run_id, "/end"), json=body))
@@ -97,19 +111,10 @@ class RestTracking:
         tags: Mapping[str, str] | None = None,
         actor: str = "local",
     ) -> None:
-        body: dict[str, Any] = {
-            # x - x is 0.0 only for finite x: one cheap test per point on the common path.
-            "metrics": [(k, v if v - v == 0 else _wire_value(v), s, t) for k, v, s, t in metrics],
-        }
-        if params:
-            body["params"] = dict(params)
-        if tags:
-            body["tags"] = dict(tags)
+        body = _batch_body(metrics, params, tags)
         self.transport.request("POST", _run_path(run_id, "/batch"), json=body)
 
-    def log_dataset(
-        self, run_id: str, dataset: DatasetInfo, *, context: str = "train", actor: str = "local"
-    ) -> None:
+    def log_dataset(self, run_id: str, dataset: DatasetInfo, *, context: str = "train", actor: str = "local") -> None:
         body = {"dataset": dataset.model_dump(mode="json", by_alias=True), "context": context}
         self.transport.request("POST", _run_path(run_id, "/datasets"), json=body)
 
@@ -134,9 +139,7 @@ class RestTracking:
     ) -> RunPage:
         body: dict[str, Any] = {
             "filter": filter,
-            "experiment": experiment
-            if experiment is None or isinstance(experiment, str)
-            else list(experiment),
+            "experiment": experiment if experiment is None or isinstance(experiment, str) else list(experiment),
             "order_by": order_by,
             "max_results": max_results,
             "page_token": page_token,

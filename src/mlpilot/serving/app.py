@@ -126,9 +126,7 @@ class ServingApp:
             if path == "/invocations":
                 query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
                 name = query.get("model", [None])[0] or self._default_model or self._first_name()
-                await self._predict(
-                    scope, receive, send, "invocations", name, query.get("version", [None])[0]
-                )
+                await self._predict(scope, receive, send, "invocations", name, query.get("version", [None])[0])
                 return
             if path.startswith("/v2/models/"):
                 name, version, tail = _model_path(path[11:])
@@ -280,9 +278,7 @@ class ServingApp:
             logger.exception("request %s failed", request_id)
             status = 500
             request_id = request_id or os.urandom(16).hex()
-            payload = orjson.dumps(
-                {"error": f"internal error: {type(exc).__name__}", "request_id": request_id}
-            )
+            payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}", "request_id": request_id})
             content = _JSON
         finally:
             self._in_flight -= 1

@@ -121,7 +121,7 @@ class Batcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Estimates, updated as the traffic goes: seconds per batch, gap between arrivals, and how often a
         # request arrives while others of this model are in flight (1.0 = always: company is coming).
-        self._batch_seconds = max(model.warm_seconds, 1e-4)
+        self._batch_seconds = 0.0  # until the first batch: the model's warm-up time
         self._gap = 1.0
         self._overlap = 0.0
         self._last_arrival = 0.0
@@ -139,7 +139,8 @@ class Batcher:
         batches_ahead = math.ceil((self._queued_rows + rows) / self._max_rows)
         if self._running < self._slots and batches_ahead <= 1:
             return 0.0
-        return batches_ahead * self._batch_seconds / self._slots
+        cost = self._batch_seconds or max(self.model.warm_seconds, 1e-4)
+        return batches_ahead * cost / self._slots
 
     def submit(self, columns: Columns, rows: int, outputs: frozenset[str]) -> asyncio.Future[Outputs]:
         """Queue a validated request; the future resolves to its outputs. Refuses at once under overload."""
@@ -151,7 +152,7 @@ class Batcher:
                 retry_after=max(1.0, self.estimated_wait(rows)),
             )
         wait = self.estimated_wait(rows)
-        if wait > self._timeout:
+        if wait > self._timeout and self._queued_rows:
             self._rejected.labels(self.model.name, "budget").inc()
             raise OverloadedError(
                 f"model {self.model.name!r} is overloaded: expected queue time {wait * 1000:.0f} ms is over "
@@ -248,12 +249,15 @@ class Batcher:
         fut = loop.run_in_executor(self._executor, self.model.run_batch, [i.columns for i in batch], wanted)
         fut.add_done_callback(lambda f: self._finish(batch, started, f))
 
-    def _finish(
-        self, batch: list[_Item], started: float, fut: asyncio.Future[list[Outputs | MlpilotError]]
-    ) -> None:
+    def _finish(self, batch: list[_Item], started: float, fut: asyncio.Future[list[Outputs | MlpilotError]]) -> None:
         elapsed = time.perf_counter() - started
         self._running -= 1
-        self._batch_seconds += _EWMA * (elapsed - self._batch_seconds)
+        if self._batch_seconds:
+            # One stalled batch (the process descheduled, a GC pause) must not make the estimate refuse traffic.
+            sample = min(elapsed, 4 * self._batch_seconds + 0.001)
+            self._batch_seconds += _EWMA * (sample - self._batch_seconds)
+        else:
+            self._batch_seconds = elapsed
         rows = sum(item.rows for item in batch)
         self.metrics.inference.observe(elapsed)
         self.metrics.batch_rows.observe(rows)

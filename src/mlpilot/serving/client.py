@@ -88,9 +88,7 @@ class ServingClient:
             )
             err.details.update({k: body[k] for k in ("expected", "got", "request_id") if k in body})
             raise err
-        raise RemoteError(
-            f"server answered {response.status_code}: {str(body)[:300]}", status=response.status_code
-        )
+        raise RemoteError(f"server answered {response.status_code}: {str(body)[:300]}", status=response.status_code)
 
     @staticmethod
     def _path(model: str, version: int | None, suffix: str) -> str:
@@ -121,13 +119,9 @@ class ServingClient:
             headers["x-request-id"] = request_id
         path = "/v1/models" + self._path(model, version, ":predict")
         doc = self._check(
-            self._http.post(
-                path, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers=headers
-            )
+            self._http.post(path, content=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), headers=headers)
         ).json()
-        return Prediction(
-            doc["predictions"], doc["model"], doc["version"], doc["request_id"], doc.get("outputs", {})
-        )
+        return Prediction(doc["predictions"], doc["model"], doc["version"], doc["request_id"], doc.get("outputs", {}))
 
     def infer(
         self,
@@ -185,9 +179,7 @@ class ServingClient:
         return self._check(response).json()["predictions"]
 
     def metadata(self, model: str, *, version: int | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self._check(
-            self._http.get("/v2/models" + self._path(model, version, ""))
-        ).json()
+        result: dict[str, Any] = self._check(self._http.get("/v2/models" + self._path(model, version, ""))).json()
         return result
 
     def ready(self) -> bool:

@@ -118,9 +118,7 @@ class ServeConfig(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(p) for p in first["loc"]) or "?"
-            raise ConfigError(
-                f"{source}: {key}: {first['msg']} (got {first.get('input')!r})", key=key
-            ) from exc
+            raise ConfigError(f"{source}: {key}: {first['msg']} (got {first.get('input')!r})", key=key) from exc
 
 
 def load_serve_config(path: str | Path, **overrides: Any) -> ServeConfig:

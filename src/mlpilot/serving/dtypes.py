@@ -33,9 +33,7 @@ _OIP_TO_NUMPY: Final[dict[str, np.dtype[Any]]] = {
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
-_NUMPY_TO_OIP: Final[dict[str, str]] = {
-    str(dt): name for name, dt in _OIP_TO_NUMPY.items() if name != "BYTES"
-}
+_NUMPY_TO_OIP: Final[dict[str, str]] = {str(dt): name for name, dt in _OIP_TO_NUMPY.items() if name != "BYTES"}
 _TEXT_NAMES: Final[frozenset[str]] = frozenset({"string", "str", "category", "object", "bytes"})
 
 OIP_DATATYPES: Final[frozenset[str]] = frozenset(_OIP_TO_NUMPY)

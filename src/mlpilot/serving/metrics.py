@@ -66,9 +66,7 @@ class ModelMetrics:
         counter.inc()
         hist = self._durations.get(protocol)
         if hist is None:
-            hist = self._durations[protocol] = self._parent.request_seconds.labels(
-                self.model, self.version, protocol
-            )
+            hist = self._durations[protocol] = self._parent.request_seconds.labels(self.model, self.version, protocol)
         hist.observe(seconds)
 
 
@@ -154,9 +152,7 @@ class ServingMetrics:
             ["model", "version", "digest"],
             registry=r,
         )
-        self.log_rows = Counter(
-            "mlpilot_serve_prediction_log_rows", "Prediction rows written to the log.", registry=r
-        )
+        self.log_rows = Counter("mlpilot_serve_prediction_log_rows", "Prediction rows written to the log.", registry=r)
         self.log_dropped = Counter(
             "mlpilot_serve_prediction_log_dropped_rows",
             "Prediction rows dropped because the log buffer was full or a write failed.",

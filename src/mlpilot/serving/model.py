@@ -7,9 +7,10 @@ splits the results back per request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,18 @@ logger = logging.getLogger("mlpilot.serving")
 #: The extra output served for predictors that have ``predict_proba``.
 PROBABILITIES = "probabilities"
 Outputs = dict[str, np.ndarray[Any, Any]]
+
+
+@contextlib.contextmanager
+def limit_threads(limit: int) -> Iterator[None]:
+    """Limit BLAS/OpenMP thread pools in the calling thread for the duration (OpenMP limits are per thread)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without threadpoolctl the libraries use their defaults
+        yield
+        return
+    with threadpool_limits(limits=limit):
+        yield
 
 
 def _dtype_name(arr: np.ndarray[Any, Any]) -> str:
@@ -46,8 +59,7 @@ def _as_outputs(result: Any, names: Sequence[str], rows: int) -> Outputs:
     for name, arr in out.items():
         if arr.ndim == 0 or arr.shape[0] != rows:
             raise MlpilotError(
-                f"the model returned {list(arr.shape)} for output {name!r} from {rows} rows: "
-                "expected one per row"
+                f"the model returned {list(arr.shape)} for output {name!r} from {rows} rows: expected one per row"
             )
     return out
 
@@ -93,6 +105,7 @@ class ServedModel:
         self.load_seconds = load_seconds
         #: the cost of one warm single-row batch, a seed for the batcher's estimates
         self.warm_seconds = 0.0
+        self._example: Columns | None = None
 
     @classmethod
     def prepare(
@@ -110,6 +123,8 @@ class ServedModel:
         columns = {spec.name: _example(spec) for spec in schema.inputs}
         model_input = schema.to_model_input(columns)
         proba_fn = getattr(predictor, "predict_proba", None)
+        if getattr(predictor, "has_proba", True) is False:
+            proba_fn = None
         outputs: list[TensorInfo] = []
         has_proba = False
         started = time.perf_counter()
@@ -130,15 +145,22 @@ class ServedModel:
                     model=name,
                     version=resolved.version,
                 ) from exc
-            logger.warning(
-                "model %s v%s: warm-up on a synthetic row failed (%s)", name, resolved.version, exc
-            )
+            logger.warning("model %s v%s: warm-up on a synthetic row failed (%s)", name, resolved.version, exc)
             outputs = [TensorInfo.of(n, d, s) for n, d, s in declared]
-        served = cls(
-            name, resolved, predictor, schema, outputs, has_proba=has_proba, load_seconds=load_seconds
-        )
+        served = cls(name, resolved, predictor, schema, outputs, has_proba=has_proba, load_seconds=load_seconds)
         served.warm_seconds = time.perf_counter() - started
+        served._example = columns
+        if outputs and not any(spec.text for spec in schema.inputs):
+            served.warm()  # the first call paid for lazy initialisation: time a second one
         return served
+
+    def warm(self) -> None:
+        """Predict the synthetic example in the calling thread (so worker threads set up their thread pools) and
+        record how long it took: the batcher's first estimate of a batch's cost."""
+        if self._example is not None:
+            started = time.perf_counter()
+            self._predict_merged([self._example], self.output_names)
+            self.warm_seconds = time.perf_counter() - started
 
     def run_batch(self, batch: Sequence[Columns], wanted: frozenset[str]) -> list[Outputs | MlpilotError]:
         """Predict one batch (in a worker thread) and split the outputs per request.
@@ -162,9 +184,7 @@ class ServedModel:
     def _failure(self, exc: Exception) -> MlpilotError:
         if isinstance(exc, MlpilotError):
             return exc
-        logger.warning(
-            "model %s v%s failed on a request: %s: %s", self.name, self.version, type(exc).__name__, exc
-        )
+        logger.warning("model %s v%s failed on a request: %s: %s", self.name, self.version, type(exc).__name__, exc)
         return PredictionError(
             f"model {self.name!r} version {self.version} failed: {type(exc).__name__}: {exc}",
             model=self.name,

@@ -91,9 +91,7 @@ def _json_tensor(name: str, datatype: str, shape: list[int], data: Any) -> np.nd
     if datatype == "BYTES":
         arr = np.asarray(data, dtype=object).reshape(-1)
         if not all(isinstance(v, str) for v in arr):
-            raise input_error(
-                name, "BYTES data", expected="strings", got=sorted({type(v).__name__ for v in arr})
-            )
+            raise input_error(name, "BYTES data", expected="strings", got=sorted({type(v).__name__ for v in arr}))
     else:
         try:
             arr = np.asarray(data)
@@ -103,9 +101,7 @@ def _json_tensor(name: str, datatype: str, shape: list[int], data: Any) -> np.nd
         kind = arr.dtype.kind
         ok = kind in "biuf" and (kind != "f" or want.kind == "f") and (want.kind != "b" or kind == "b")
         if not ok:
-            raise input_error(
-                name, f"data for a {datatype} tensor", expected=f"{datatype} values", got=str(arr.dtype)
-            )
+            raise input_error(name, f"data for a {datatype} tensor", expected=f"{datatype} values", got=str(arr.dtype))
         arr = arr.astype(want).reshape(-1)
     if arr.size != count:
         raise input_error(name, f"data size for shape {shape}", expected=f"{count} values", got=f"{arr.size}")
@@ -156,30 +152,22 @@ def parse_request(body: bytes, header_length: int | None, model: ServedModel) ->
             raise input_error(name, "given twice", expected="each input once", got="a duplicate")
         datatype = tensor.get("datatype")
         if datatype not in OIP_DATATYPES:
-            raise input_error(
-                name, "unknown datatype", expected=f"one of {sorted(OIP_DATATYPES)}", got=datatype
-            )
+            raise input_error(name, "unknown datatype", expected=f"one of {sorted(OIP_DATATYPES)}", got=datatype)
         shape = _shape(tensor.get("shape"), name)
         params = tensor.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise input_error(
-                    name, "binary_data_size", expected=f"at most {len(binary) - offset} bytes", got=size
-                )
+                raise input_error(name, "binary_data_size", expected=f"at most {len(binary) - offset} bytes", got=size)
             arr = _binary_tensor(name, datatype, shape, binary[offset : offset + size])
             offset += size
         elif "data" in tensor:
             arr = _json_tensor(name, datatype, shape, tensor["data"])
         else:
-            raise input_error(
-                name, "no data", expected="'data' or parameters.binary_data_size", got="neither"
-            )
+            raise input_error(name, "no data", expected="'data' or parameters.binary_data_size", got="neither")
         columns[name] = schema.check_tensor(name, datatype, arr)
     if offset != len(binary):
-        raise InvalidInputError(
-            f"body: {len(binary) - offset} bytes of binary data belong to no input", field="body"
-        )
+        raise InvalidInputError(f"body: {len(binary) - offset} bytes of binary data belong to no input", field="body")
     for name in schema.names:
         if name not in columns:
             raise input_error(name, "missing", expected=f"inputs {schema.names}", got=sorted(columns))
@@ -190,9 +178,7 @@ def parse_request(body: bytes, header_length: int | None, model: ServedModel) ->
     binary_default = bool(req_params.get("binary_data_output", False))
     outputs = _requested_outputs(doc.get("outputs"), model, binary_default)
     request_id = doc.get("id")
-    return InferRequest(
-        columns, rows, outputs, request_id if isinstance(request_id, str) else None, req_params
-    )
+    return InferRequest(columns, rows, outputs, request_id if isinstance(request_id, str) else None, req_params)
 
 
 def _requested_outputs(spec: Any, model: ServedModel, binary_default: bool) -> list[tuple[str, bool]]:

@@ -75,9 +75,7 @@ def parse_meta(source: dict[str, Any], rows: int) -> tuple[str | list[str] | Non
                 )
             entity = [str(e) for e in entity]
         elif not isinstance(entity, str) or len(entity) > 256:
-            raise InvalidInputError(
-                "entity_id: expected a string of at most 256 characters", field="entity_id"
-            )
+            raise InvalidInputError("entity_id: expected a string of at most 256 characters", field="entity_id")
     segments = source.get("segments")
     if segments is None:
         return entity, {}
@@ -85,10 +83,7 @@ def parse_meta(source: dict[str, Any], rows: int) -> tuple[str | list[str] | Non
     if ok:
         assert isinstance(segments, dict)
         ok = all(
-            isinstance(k, str)
-            and 0 < len(k) <= 64
-            and isinstance(v, str | int | float | bool)
-            and len(str(v)) <= 256
+            isinstance(k, str) and 0 < len(k) <= 64 and isinstance(v, str | int | float | bool) and len(str(v)) <= 256
             for k, v in segments.items()
         )
     if not ok:
@@ -119,9 +114,7 @@ def parse_invocations(doc: dict[str, Any], model: ServedModel) -> Parsed:
     schema = model.schema
     if key == "dataframe_split":
         if not isinstance(value, dict) or "data" not in value:
-            raise InvalidInputError(
-                "dataframe_split: expected an object with 'columns' and 'data'", field=key
-            )
+            raise InvalidInputError("dataframe_split: expected an object with 'columns' and 'data'", field=key)
         columns = value.get("columns")
         if columns is not None and not isinstance(columns, list):
             raise InvalidInputError("dataframe_split.columns: expected a list of names", field="columns")

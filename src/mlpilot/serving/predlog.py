@@ -87,40 +87,55 @@ def _struct(parts: list[dict[str, np.ndarray[Any, Any]]], names: list[str]) -> A
     return pa.StructArray.from_arrays(arrays, names=fields)
 
 
+def _entity_column(records: list[LogRecord], counts: np.ndarray[Any, Any]) -> Any:
+    import pyarrow as pa
+
+    if all(r.entity_id is None for r in records):
+        return pa.nulls(int(counts.sum()), pa.string())
+    if not any(isinstance(r.entity_id, list) for r in records):
+        return pa.array(np.repeat(np.array([r.entity_id for r in records], dtype=object), counts), pa.string())
+    values: list[str | None] = []
+    for r in records:
+        values.extend(r.entity_id if isinstance(r.entity_id, list) else [r.entity_id] * r.rows)
+    return pa.array(values, pa.string())
+
+
+def _segments_column(records: list[LogRecord], counts: np.ndarray[Any, Any]) -> Any:
+    import pyarrow as pa
+
+    sizes = np.fromiter((len(r.segments) for r in records), dtype=np.int32, count=len(records))
+    offsets = np.zeros(int(counts.sum()) + 1, dtype=np.int32)
+    np.cumsum(np.repeat(sizes, counts), out=offsets[1:])
+    keys: list[str] = []
+    items: list[str] = []
+    for r in records:
+        if r.segments:
+            keys.extend(list(r.segments) * r.rows)
+            items.extend(list(r.segments.values()) * r.rows)
+    return pa.MapArray.from_arrays(pa.array(offsets), pa.array(keys, pa.string()), pa.array(items, pa.string()))
+
+
 def build_table(records: list[LogRecord]) -> Any:
     """One Arrow table of records that share model, version and output names."""
     import pyarrow as pa
 
     counts = np.fromiter((r.rows for r in records), dtype=np.int64, count=len(records))
     total = int(counts.sum())
-    rows = np.concatenate([np.arange(c, dtype=np.int32) for c in counts])
-    entity: list[str | None] = []
-    segments: list[list[tuple[str, str]] | None] = []
-    for r in records:
-        if isinstance(r.entity_id, list):
-            entity.extend(r.entity_id)
-        else:
-            entity.extend([r.entity_id] * r.rows)
-        items = list(r.segments.items())
-        segments.extend([items] * r.rows)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
     first = records[0]
-    in_names = list(first.columns)
-    out_names = sorted(first.outputs)
     return pa.table(
         {
-            "request_id": pa.array(
-                np.repeat(np.array([r.request_id for r in records], dtype=object), counts)
-            ),
-            "row": pa.array(rows),
+            "request_id": pa.array(np.repeat(np.array([r.request_id for r in records], dtype=object), counts)),
+            "row": pa.array((np.arange(total) - starts).astype(np.int32)),
             "time": pa.array(np.repeat([r.time_ms for r in records], counts), pa.timestamp("ms", tz="UTC")),
             "protocol": pa.array(np.repeat(np.array([r.protocol for r in records], dtype=object), counts)),
             "model": pa.array([first.model] * total, pa.string()),
             "version": pa.array(np.full(total, first.version, dtype=np.int64)),
             "latency_ms": pa.array(np.repeat([r.latency_s * 1000.0 for r in records], counts)),
-            "entity_id": pa.array(entity, pa.string()),
-            "segments": pa.array(segments, pa.map_(pa.string(), pa.string())),
-            "inputs": _struct([r.columns for r in records], in_names),
-            "outputs": _struct([r.outputs for r in records], out_names),
+            "entity_id": _entity_column(records, counts),
+            "segments": _segments_column(records, counts),
+            "inputs": _struct([r.columns for r in records], list(first.columns)),
+            "outputs": _struct([r.outputs for r in records], sorted(first.outputs)),
         }
     )
 
@@ -149,9 +164,7 @@ class PredictionLog:
         if not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"log_sample_rate: expected 0..1, got {sample_rate}", key="log_sample_rate")
         if flush_interval <= 0:
-            raise ConfigError(
-                f"log_flush_interval: expected > 0 s, got {flush_interval}", key="log_flush_interval"
-            )
+            raise ConfigError(f"log_flush_interval: expected > 0 s, got {flush_interval}", key="log_flush_interval")
         import fsspec
 
         self.url = url.rstrip("/")
@@ -206,9 +219,7 @@ class PredictionLog:
             self._rows = 0
         if not records:
             return []
-        groups: dict[tuple[str, int, str, tuple[str, ...], tuple[str, ...]], list[LogRecord]] = defaultdict(
-            list
-        )
+        groups: dict[tuple[str, int, str, tuple[str, ...], tuple[str, ...]], list[LogRecord]] = defaultdict(list)
         for r in records:
             day = datetime.fromtimestamp(r.time_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
             groups[(r.model, r.version, day, tuple(r.columns), tuple(sorted(r.outputs)))].append(r)
@@ -219,9 +230,7 @@ class PredictionLog:
                 try:
                     paths.append(self._write(model, version, day, group))
                 except Exception:
-                    logger.exception(
-                        "prediction log: could not write %d rows of %s v%s", rows, model, version
-                    )
+                    logger.exception("prediction log: could not write %d rows of %s v%s", rows, model, version)
                     if self.metrics is not None:
                         self.metrics.log_dropped.inc(rows)
                     continue

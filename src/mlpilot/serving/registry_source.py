@@ -31,9 +31,7 @@ class RegistrySource:
     ``allow_pickle=False`` refuses pickled Python models (the ``pyfunc`` flavor), whose loading runs code.
     """
 
-    def __init__(
-        self, registry: RegistryBackend, artifacts: ArtifactStore, *, allow_pickle: bool = True
-    ) -> None:
+    def __init__(self, registry: RegistryBackend, artifacts: ArtifactStore, *, allow_pickle: bool = True) -> None:
         self.registry = registry
         self.artifacts = artifacts
         self.allow_pickle = allow_pickle

@@ -22,7 +22,7 @@ from mlpilot.serving.batching import Batcher
 from mlpilot.serving.config import ModelConfig, ServeConfig
 from mlpilot.serving.errors import ModelLoadError
 from mlpilot.serving.metrics import ServingMetrics
-from mlpilot.serving.model import ServedModel
+from mlpilot.serving.model import ServedModel, limit_threads
 from mlpilot.serving.source import ModelSource, ResolvedModel
 
 __all__ = ["Deployed", "ModelRepository", "SwapEvent"]
@@ -62,6 +62,8 @@ class SwapEvent:
     old: int | None
     new: int | None
     error: str | None = None
+    #: the type of the underlying error (``IntegrityError`` for a corrupt artifact, ``NotFoundError``, ...)
+    cause: str | None = None
 
 
 class ModelRepository:
@@ -95,14 +97,11 @@ class ModelRepository:
     def lookup(self, name: str, version: int | None = None) -> Deployed:
         entry = self._names.get(name)
         if entry is None:
-            raise NotFoundError(
-                f"model {name!r} is not served here (served: {sorted(self._names)})", field="model"
-            )
+            raise NotFoundError(f"model {name!r} is not served here (served: {sorted(self._names)})", field="model")
         deployed = entry.versions.get(entry.default if version is None else version)
         if deployed is None:
             raise NotFoundError(
-                f"model {name!r} version {version} is not served here "
-                f"(served versions: {sorted(entry.versions)})",
+                f"model {name!r} version {version} is not served here (served versions: {sorted(entry.versions)})",
                 field="version",
             )
         return deployed
@@ -139,9 +138,8 @@ class ModelRepository:
         started = time.perf_counter()
         try:
             predictor = self.source.load(resolved)
-            served = ServedModel.prepare(
-                name, resolved, predictor, load_seconds=time.perf_counter() - started
-            )
+            with limit_threads(self.config.model_threads):
+                served = ServedModel.prepare(name, resolved, predictor, load_seconds=time.perf_counter() - started)
         except Exception as exc:
             self._metrics.load_failures.labels(name).inc()
             detail = exc.message if isinstance(exc, MlpilotError) else f"{type(exc).__name__}: {exc}"
@@ -228,11 +226,9 @@ class ModelRepository:
                 try:
                     resolved, deployed = await asyncio.to_thread(self._resolve_and_load, binding.config)
                 except MlpilotError as exc:
-                    logger.error(
-                        "%s: keeping version %s: %s", binding.config.ref, binding.version, exc.message
-                    )
+                    logger.error("%s: keeping version %s: %s", binding.config.ref, binding.version, exc.message)
                     events.append(
-                        SwapEvent(binding.config.ref, binding.name, binding.version, None, exc.message)
+                        SwapEvent(binding.config.ref, binding.name, binding.version, None, exc.message, _cause(exc))
                     )
                     continue
                 if resolved.version == binding.version and resolved.digest == binding.digest:
@@ -269,9 +265,8 @@ class ModelRepository:
                 try:
                     resolved, deployed = await asyncio.to_thread(self._resolve_and_load, mc)
                 except MlpilotError as exc:
-                    events.append(
-                        SwapEvent(mc.ref, mc.name or "", known.version if known else None, None, exc.message)
-                    )
+                    old = known.version if known else None
+                    events.append(SwapEvent(mc.ref, mc.name or "", old, None, exc.message, _cause(exc)))
                     continue
                 name = mc.name or resolved.name
                 if deployed is not None:
@@ -293,3 +288,7 @@ class ModelRepository:
         batchers = [d.batcher for e in self._names.values() for d in e.versions.values()]
         batchers += [d.batcher for d in self._retiring]
         await asyncio.gather(*(b.drain() for b in batchers))
+
+
+def _cause(exc: BaseException) -> str:
+    return type(exc.__cause__ or exc).__name__

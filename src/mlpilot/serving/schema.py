@@ -68,9 +68,7 @@ def _coerce(spec: TensorInfo, value: Any) -> np.ndarray[Any, Any]:
     try:
         arr = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (ValueError, TypeError) as exc:
-        raise input_error(
-            spec.name, "not a rectangular array", expected=_shape_text(spec), got=str(exc)
-        ) from exc
+        raise input_error(spec.name, "not a rectangular array", expected=_shape_text(spec), got=str(exc)) from exc
     target = spec.np_dtype
     if arr.dtype == target:
         return arr
@@ -226,9 +224,7 @@ class InputSchema:
                 if unknown:
                     self._spec(str(unknown[0]))
                 missing = [n for n in names if n not in row]
-                raise input_error(
-                    missing[0], f"missing in row {i}", expected=f"inputs {names}", got=sorted(row)
-                )
+                raise input_error(missing[0], f"missing in row {i}", expected=f"inputs {names}", got=sorted(row))
         return self._complete({name: self.check(name, [row[name] for row in rows]) for name in names})
 
     def from_split(self, columns: Sequence[Any] | None, data: Any) -> Columns:
@@ -237,11 +233,7 @@ class InputSchema:
             raise InvalidInputError("data: expected a non-empty list of rows", field="data", got=data)
         if self._single is not None and len(self.inputs) == 1 and self._single.shape[1:] != ():
             # A tensor model fed a table: the columns are the tensor's features, in order.
-            if (
-                columns is not None
-                and len(self._single.shape) == 2
-                and self._single.shape[1] not in (-1, len(columns))
-            ):
+            if columns is not None and len(self._single.shape) == 2 and self._single.shape[1] not in (-1, len(columns)):
                 raise input_error(
                     self._single.name,
                     "wrong number of columns",
@@ -265,9 +257,7 @@ class InputSchema:
                     got=got,
                 )
         by_column = list(zip(*data, strict=True))
-        return self._complete(
-            {str(name): self.check(str(name), list(by_column[j])) for j, name in enumerate(names)}
-        )
+        return self._complete({str(name): self.check(str(name), list(by_column[j])) for j, name in enumerate(names)})
 
     def to_model_input(self, columns: Columns) -> Any:
         """The canonical form the predictor takes: one array, a dict of arrays, or a DataFrame."""

@@ -77,9 +77,7 @@ class InMemorySource:
         with self._lock:
             versions = self._versions.setdefault(name, {})
             version = max(versions, default=0) + 1
-            resolved = ResolvedModel(
-                name, version, uuid.uuid4().hex + uuid.uuid4().hex, predictor.signature, flavor
-            )
+            resolved = ResolvedModel(name, version, uuid.uuid4().hex + uuid.uuid4().hex, predictor.signature, flavor)
             versions[version] = (resolved, predictor)
             for alias in aliases:
                 self._aliases[(name, alias)] = version
@@ -113,9 +111,7 @@ class InMemorySource:
         with self._lock:
             entry = self._versions.get(model.name, {}).get(model.version)
         if entry is None or entry[0].digest != model.digest:
-            raise NotFoundError(
-                f"model {model.name!r} version {model.version} is not held here", field="version"
-            )
+            raise NotFoundError(f"model {model.name!r} version {model.version} is not held here", field="version")
         return entry[1]
 
 
@@ -161,19 +157,21 @@ def serve_in_thread(
     *,
     config: ServeConfig | None = None,
     log_url: str | Path | None = None,
+    config_path: str | Path | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     startup_timeout: float = 60.0,
 ) -> RunningServer:
     """Load the models and serve them on ``host`` (an ephemeral port by default) from a daemon thread.
 
-    Give either ``refs`` or a full ``config``. Returns once the server accepts connections.
+    Give either ``refs`` or a full ``config`` (and the ``config_path`` it came from, to follow the file's changes).
+    Returns once the server accepts connections.
     """
     if config is None:
         if not refs:
             raise InvalidInputError("refs: name at least one model to serve", field="refs")
         config = ServeConfig.from_refs(list(refs), refresh_interval=0)
-    server = ModelServer(config, source, log_url=log_url).load()
+    server = ModelServer(config, source, log_url=log_url, config_path=config_path).load()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -257,6 +255,4 @@ def drive(
         t.join()
     seconds = time.perf_counter() - started
     ms = np.asarray(latencies) * 1000.0
-    return DriveReport(
-        requests, statuses, seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
-    )
+    return DriveReport(requests, statuses, seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))

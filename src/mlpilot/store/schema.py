@@ -28,6 +28,9 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Dataset",
+    "Deployment",
+    "DeploymentRevision",
+    "DeploymentStat",
     "Experiment",
     "LatestMetric",
     "Metric",
@@ -210,9 +213,7 @@ class ModelVersion(Base):
 class ModelAlias(Base):
     __tablename__ = "model_aliases"
 
-    model_id: Mapped[int] = mapped_column(
-        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
-    )
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True)
     alias: Mapped[str] = mapped_column(String(128), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     updated_at: Mapped[int] = mapped_column(BigInteger)
@@ -244,3 +245,50 @@ class ApiToken(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     last_used_at: Mapped[int | None] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Deployment(Base):
+    """An endpoint serving versions of one registered model; ``spec`` is its desired state at ``revision``."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    model_name: Mapped[str] = mapped_column(String(256), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    updated_by: Mapped[str] = mapped_column(String(256))
+
+
+class DeploymentRevision(Base):
+    """Every spec a deployment ever had, with who set it and why: the history a rollback restores from."""
+
+    __tablename__ = "deployment_revisions"
+
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DeploymentStat(Base):
+    """Traffic statistics of one variant, summed per reporting source (a data-plane replica, or ``outcomes``)
+    within one revision of one rollout: bounded rows, merged on write."""
+
+    __tablename__ = "deployment_stats"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    rollout: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (UniqueConstraint("deployment_id", "rollout", "revision", "variant", "source"),)

@@ -5,7 +5,8 @@ server``) both implement it, so :func:`mlpilot.tracking.start_run` works unchang
 
 - Values crossing it are the frozen pydantic models of :mod:`mlpilot.tracking.models`.
 - ``log_batch`` is what the background writer calls: metric points as ``(key, value, step, timestamp_ms)``
-  tuples, params and tags as string maps, all of one run, written atomically.
+  tuples, params and tags as string maps, all of one run, written atomically. ``end_run`` takes the run's
+  last batch the same way and commits it with the final status.
 - Mutating methods take ``actor``, recorded in the audit trail (a server uses the caller's token instead).
 - Errors are :class:`~mlpilot.errors.MlpilotError` subclasses: NotFoundError for an unknown run or experiment,
   InvalidInputError (FilterSyntaxError) for bad input, ConflictError for a param re-logged with another value.
@@ -51,6 +52,9 @@ class TrackingBackend(Protocol):
         status: RunStatus | str = RunStatus.FINISHED,
         *,
         end_time: int | None = None,
+        metrics: Sequence[tuple[str, float, int, int]] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
         actor: str = "local",
     ) -> RunInfo: ...
 

@@ -65,9 +65,7 @@ def to_arrow(data: Any) -> tuple[pa.Table, dict[str, Any]]:
         try:
             table = pa.table(dict(data))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-            raise InvalidInputError(
-                f"dataset: cannot read the column mapping: {exc}", field="dataset"
-            ) from exc
+            raise InvalidInputError(f"dataset: cannot read the column mapping: {exc}", field="dataset") from exc
     else:
         raise InvalidInputError(
             "dataset must be a pandas or polars DataFrame/Series, a pyarrow Table/RecordBatch, a NumPy array "
@@ -139,6 +137,4 @@ def describe_dataset(data: Any, *, name: str, source: str | None = None) -> Data
         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in table.schema],
         **extras,
     }
-    return DatasetInfo(
-        name=name, digest=_digest(table), num_rows=table.num_rows, schema_=schema, source=source
-    )
+    return DatasetInfo(name=name, digest=_digest(table), num_rows=table.num_rows, schema_=schema, source=source)

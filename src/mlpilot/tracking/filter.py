@@ -277,9 +277,7 @@ class _Parser:
                 raise _fail(self.source, tok.pos, "empty key")
             return tok.value
         if tok.kind not in ("name", "number"):
-            raise _fail(
-                self.source, tok.pos, "expected a key (quote keys with odd characters in `backticks`)"
-            )
+            raise _fail(self.source, tok.pos, "expected a key (quote keys with odd characters in `backticks`)")
         # An unquoted key is names joined by '.' or '/' with no spaces: metrics.val.auc, metrics.train/loss.
         parts = [self.advance().text]
         while self.tok.kind == "dot" or (self.tok.kind == "op" and self.tok.text == "/"):
@@ -329,9 +327,7 @@ class _Parser:
             if not self.keyword("null"):
                 raise _fail(self.source, self.tok.pos, "expected NULL after IS")
             return Comparison(field, "IS NOT NULL" if is_not else "IS NULL", None)
-        raise _fail(
-            self.source, tok.pos, "expected a comparison operator (=, !=, <, <=, >, >=, LIKE, IN, IS)"
-        )
+        raise _fail(self.source, tok.pos, "expected a comparison operator (=, !=, <, <=, >, >=, LIKE, IN, IS)")
 
 
 def parse_filter(source: str) -> Expr:

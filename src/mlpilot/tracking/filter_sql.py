@@ -85,9 +85,7 @@ def _compare(col: Any, cmp: Comparison, dialect: str, *, numeric: bool) -> Colum
     """``col <op> literal`` after checking the literal's type against the column's."""
     op, value = cmp.op, cmp.value
     if numeric and op in ("LIKE", "NOT LIKE", "ILIKE", "NOT ILIKE"):
-        raise FilterSyntaxError(
-            f"{op} does not apply to {_describe(cmp.field)}: it is numeric", field="filter"
-        )
+        raise FilterSyntaxError(f"{op} does not apply to {_describe(cmp.field)}: it is numeric", field="filter")
     want = "a number" if numeric else "a quoted string"
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
@@ -104,9 +102,7 @@ def _compare(col: Any, cmp: Comparison, dialect: str, *, numeric: bool) -> Colum
         if op.endswith("ILIKE"):
             clause = col.ilike(value, escape="\\")
         elif dialect == "sqlite":
-            clause = col.op("GLOB", is_comparison=True)(
-                like_to_glob(value)
-            )  # SQLite's LIKE ignores ASCII case
+            clause = col.op("GLOB", is_comparison=True)(like_to_glob(value))  # SQLite's LIKE ignores ASCII case
         else:
             clause = col.like(value, escape="\\")
         return not_(clause) if op.startswith("NOT") else clause
@@ -230,9 +226,7 @@ def compile_order_by(order_by: list[str] | None) -> list[UnaryExpression[Any]]:
     terms: list[UnaryExpression[Any]] = []
     for clause in order_by or []:
         if not isinstance(clause, str) or not clause.strip():
-            raise InvalidInputError(
-                f"order_by: expected 'field [ASC|DESC]', got {clause!r}", field="order_by"
-            )
+            raise InvalidInputError(f"order_by: expected 'field [ASC|DESC]', got {clause!r}", field="order_by")
         text = clause.strip()
         descending = False
         head, _, last = text.rpartition(" ")

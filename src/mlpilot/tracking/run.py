@@ -22,6 +22,7 @@ Runs started with ``nested=True`` take the innermost active run of the current c
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import os
 import sys
@@ -33,21 +34,19 @@ from types import TracebackType
 from typing import Any
 
 from mlpilot.artifacts import ArtifactStore, safe_name
-from mlpilot.errors import ConflictError, InvalidInputError, NotFoundError
+from mlpilot.errors import ConflictError, InvalidInputError, MlpilotError, NotFoundError
 from mlpilot.tracking.backend import TrackingBackend
 from mlpilot.tracking.datasets import describe_dataset
 from mlpilot.tracking.environment import code_folder, current_user, entry_point, git_info, python_environment
 from mlpilot.tracking.models import ArtifactRef, DatasetInfo, RunInfo, RunSpec, RunStatus
 from mlpilot.tracking.service import MAX_KEY_LENGTH, MAX_PARAM_LENGTH
-from mlpilot.tracking.writer import BackgroundWriter, WriterError
+from mlpilot.tracking.writer import BackgroundWriter, MetricRow, WriterError
 
 __all__ = ["DEFAULT_EXPERIMENT", "ActiveRun", "active_run", "start_run"]
 
 DEFAULT_EXPERIMENT = "default"
 
-_stack: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
-    "mlpilot_active_runs", default=()
-)
+_stack: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar("mlpilot_active_runs", default=())
 # Strong references: a run the user forgot to end (or dropped) must still be flushed and ended at exit.
 _live: dict[int, ActiveRun] = {}
 _live_lock = threading.Lock()
@@ -63,8 +62,7 @@ def active_run() -> ActiveRun | None:
 
 def _bad_key(key: object, what: str) -> InvalidInputError:
     return InvalidInputError(
-        f"{what} key must be a non-empty string of at most {MAX_KEY_LENGTH} characters, "
-        f"got {str(key)[:80]!r}",
+        f"{what} key must be a non-empty string of at most {MAX_KEY_LENGTH} characters, got {str(key)[:80]!r}",
         field=what,
     )
 
@@ -121,9 +119,7 @@ class ActiveRun:
 
     # -- logging ---------------------------------------------------------------------------------------------
 
-    def log_metric(
-        self, key: str, value: float, step: int | None = None, timestamp: int | None = None
-    ) -> None:
+    def log_metric(self, key: str, value: float, step: int | None = None, timestamp: int | None = None) -> None:
         """Queue one point; ``step`` defaults to the key's last step + 1 (0 first), ``timestamp`` is in ms."""
         if self._ended:
             self._check_open()
@@ -134,9 +130,7 @@ class ActiveRun:
             next_step = 0
         if type(value) is not float:
             if isinstance(value, str) or not hasattr(value, "__float__"):
-                raise InvalidInputError(
-                    f"metric {key!r}: value must be a number, got {value!r}", field="value"
-                )
+                raise InvalidInputError(f"metric {key!r}: value must be a number, got {value!r}", field="value")
             value = float(value)
         if step is None:
             step = next_step
@@ -155,9 +149,7 @@ class ActiveRun:
             raise InvalidInputError(f"{what} must be an integer, got {value!r}", field=what)
         return int(value.__index__())
 
-    def log_metrics(
-        self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None
-    ) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, timestamp: int | None = None) -> None:
         """Queue one point per key, all at the same step and time."""
         if timestamp is None:
             timestamp = time.time_ns() // 1_000_000
@@ -201,9 +193,7 @@ class ActiveRun:
             clean[key] = value if isinstance(value, str) else str(value)
         self._writer.add_tags(clean)
 
-    def log_dataset(
-        self, data: Any, *, name: str, context: str = "train", source: str | None = None
-    ) -> DatasetInfo:
+    def log_dataset(self, data: Any, *, name: str, context: str = "train", source: str | None = None) -> DatasetInfo:
         """Record a dataset input (pandas, polars, pyarrow, NumPy): content hash, schema and row count."""
         self._check_open()
         info = describe_dataset(data, name=name, source=source)
@@ -243,22 +233,29 @@ class ActiveRun:
     # -- ending ----------------------------------------------------------------------------------------------
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> RunInfo:
-        """Flush, then mark the run ``status``. A failed flush marks it FAILED and raises. Idempotent."""
+        """Flush, then mark the run ``status``: its last points and its status commit together.
+
+        If any batch could not be written, the run is marked FAILED and the WriterError is raised. Idempotent.
+        """
         with self._end_lock:
             if self._ended:
                 return self._info
             self._ended = True
-        error: WriterError | None = None
+
+        def finish(metrics: list[MetricRow], params: dict[str, str], tags: dict[str, str]) -> RunInfo:
+            return self.backend.end_run(self.id, status, metrics=metrics, params=params, tags=tags, actor=self.actor)
+
         try:
-            try:
-                self._writer.close()
-            except WriterError as exc:
-                error, status = exc, RunStatus.FAILED
-            self._info = self.backend.end_run(self.id, status, actor=self.actor)
+            info = self._writer.close(finish)
+            assert info is not None
+            self._info = info
+        except WriterError:
+            # Best effort (the run may have been ended elsewhere): the WriterError says what was lost.
+            with contextlib.suppress(MlpilotError):
+                self._info = self.backend.end_run(self.id, RunStatus.FAILED, actor=self.actor)
+            raise
         finally:
             _forget(self)
-        if error is not None:
-            raise error
         return self._info
 
     def __enter__(self) -> ActiveRun:

@@ -91,14 +91,10 @@ def load_runs(session: Session, infos: Sequence[RunInfo], *, with_environment: b
         ):
             params[run_id][key] = value
         for run_id, key, mvalue in session.execute(
-            select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value).where(
-                LatestMetric.run_id.in_(chunk)
-            )
+            select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id.in_(chunk))
         ):
             metrics[run_id][key] = metric_value(mvalue)
-        for run_id, key, value in session.execute(
-            select(Tag.run_id, Tag.key, Tag.value).where(Tag.run_id.in_(chunk))
-        ):
+        for run_id, key, value in session.execute(select(Tag.run_id, Tag.key, Tag.value).where(Tag.run_id.in_(chunk))):
             tags[run_id][key] = value
         for run_id, context, name, digest, num_rows, schema, source in session.execute(
             select(
@@ -139,9 +135,7 @@ def load_runs(session: Session, infos: Sequence[RunInfo], *, with_environment: b
     ]
 
 
-def _fingerprint(
-    filter_string: str | None, experiment_ids: Sequence[int] | None, order_by: list[str] | None
-) -> str:
+def _fingerprint(filter_string: str | None, experiment_ids: Sequence[int] | None, order_by: list[str] | None) -> str:
     blob = json.dumps([filter_string or "", sorted(experiment_ids or []), order_by or []])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -158,9 +152,7 @@ def _decode_token(token: str, fingerprint: str) -> int:
         offset = data["o"]
         query = data["q"]
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInputError(
-            "page_token is not a token returned by search_runs", field="page_token"
-        ) from exc
+        raise InvalidInputError("page_token is not a token returned by search_runs", field="page_token") from exc
     if not isinstance(offset, int) or offset < 0:
         raise InvalidInputError("page_token is not a token returned by search_runs", field="page_token")
     if query != fingerprint:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Table, select, update
@@ -73,8 +74,7 @@ def numeric_value(value: str) -> float | None:
 def _check_key(key: object, what: str) -> str:
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInputError(
-            f"{what} key must be a non-empty string of at most {MAX_KEY_LENGTH} characters, "
-            f"got {str(key)[:80]!r}",
+            f"{what} key must be a non-empty string of at most {MAX_KEY_LENGTH} characters, got {str(key)[:80]!r}",
             field=what,
         )
     return key
@@ -85,9 +85,7 @@ def _check_str_map(values: Mapping[str, str] | None, what: str, limit: int) -> d
     for key, value in (values or {}).items():
         _check_key(key, what)
         if not isinstance(value, str):
-            raise InvalidInputError(
-                f"{what} {key!r}: value must be a string, got {type(value).__name__}", field=what
-            )
+            raise InvalidInputError(f"{what} {key!r}: value must be a string, got {type(value).__name__}", field=what)
         if len(value) > limit:
             raise InvalidInputError(f"{what} {key!r}: value is longer than {limit} characters", field=what)
         out[key] = value
@@ -133,9 +131,7 @@ class TrackingService:
     def list_experiments(self) -> list[m.Experiment]:
         with self.store.read() as session:
             rows = session.execute(select(Experiment).order_by(Experiment.id)).scalars().all()
-            return [
-                m.Experiment(id=r.id, name=r.name, created_at=r.created_at, tags=r.tags or {}) for r in rows
-            ]
+            return [m.Experiment(id=r.id, name=r.name, created_at=r.created_at, tags=r.tags or {}) for r in rows]
 
     # -- runs ------------------------------------------------------------------------------------------------
 
@@ -150,8 +146,8 @@ class TrackingService:
             if spec.parent_id is not None and session.get(Run, spec.parent_id) is None:
                 raise NotFoundError(f"parent run {spec.parent_id!r} does not exist", field="parent_id")
             exp_id = self._experiment_id(session, spec.experiment, actor)
-            session.add(
-                Run(
+            session.execute(
+                self._insert(Run).values(
                     id=run_id,
                     experiment_id=exp_id,
                     parent_id=spec.parent_id,
@@ -165,11 +161,8 @@ class TrackingService:
                     environment=spec.environment,
                 )
             )
-            session.flush()
             if tags:
-                session.execute(
-                    self._insert(Tag), [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
-                )
+                session.execute(self._insert(Tag), [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()])
             record_event(
                 session,
                 kind="run.created",
@@ -206,9 +199,16 @@ class TrackingService:
         status: RunStatus | str = RunStatus.FINISHED,
         *,
         end_time: int | None = None,
+        metrics: Sequence[MetricRow] = (),
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
         actor: str = "local",
     ) -> RunInfo:
-        """Mark a RUNNING run FINISHED, FAILED or KILLED; ending a run twice is a ConflictError."""
+        """Mark a RUNNING run FINISHED, FAILED or KILLED; ending a run twice is a ConflictError.
+
+        ``metrics``, ``params`` and ``tags`` (as in :meth:`log_batch`) are written in the same transaction, so
+        a run's last points and its final status become visible together.
+        """
         try:
             final = RunStatus(str(status).upper())
         except ValueError as exc:
@@ -216,15 +216,13 @@ class TrackingService:
                 f"status must be one of FINISHED, FAILED, KILLED, got {status!r}", field="status"
             ) from exc
         if final is RunStatus.RUNNING:
-            raise InvalidInputError(
-                "status must be one of FINISHED, FAILED, KILLED, got 'RUNNING'", field="status"
-            )
-        with self.store.write() as session:
+            raise InvalidInputError("status must be one of FINISHED, FAILED, KILLED, got 'RUNNING'", field="status")
+        batch = self._prepare_batch(run_id, metrics, params, tags)
+        with self._conflicts(run_id), self.store.write() as session:
             current = self._require_run(session, run_id)
             if current != RunStatus.RUNNING.value:
-                raise ConflictError(
-                    f"run {run_id} already ended as {current}", field="status", status=current
-                )
+                raise ConflictError(f"run {run_id} already ended as {current}", field="status", status=current)
+            self._write_batch(session, run_id, *batch)
             session.execute(
                 update(Run)
                 .where(Run.id == run_id)
@@ -257,31 +255,55 @@ class TrackingService:
         ConflictError. Tags are overwritten. Each metric's latest value moves only forward (higher step, then
         later or equal timestamp), so batches arriving out of order never move it back.
         """
-        param_map = _check_str_map(params, "param", MAX_PARAM_LENGTH)
-        tag_map = _check_str_map(tags, "tag", MAX_PARAM_LENGTH)
-        rows, latest = self._metric_rows(run_id, metrics)
-        if not (rows or param_map or tag_map):
+        batch = self._prepare_batch(run_id, metrics, params, tags)
+        if not any(batch):
             with self.store.read() as session:
                 self._require_run(session, run_id)
             return
+        with self._conflicts(run_id), self.store.write() as session:
+            self._require_run(session, run_id)
+            self._write_batch(session, run_id, *batch)
+
+    @contextmanager
+    def _conflicts(self, run_id: str) -> Iterator[None]:
         try:
-            with self.store.write() as session:
-                self._require_run(session, run_id)
-                if param_map:
-                    self._write_params(session, run_id, param_map)
-                if tag_map:
-                    stmt = self._insert(Tag)
-                    session.execute(
-                        stmt.on_conflict_do_update(
-                            index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-                        ),
-                        [{"run_id": run_id, "key": k, "value": v} for k, v in tag_map.items()],
-                    )
-                if rows:
-                    session.execute(self._insert(Metric), rows)
-                    self._upsert_latest(session, list(latest.values()))
+            yield
         except SAIntegrityError as exc:
             raise ConflictError(f"run {run_id}: a concurrent write conflicted: {exc.orig}") from exc
+
+    def _prepare_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[MetricRow],
+        params: Mapping[str, str] | None,
+        tags: Mapping[str, str] | None,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str], dict[str, str]]:
+        """Validate a batch before any transaction starts: (metric rows, latest rows, params, tags)."""
+        rows, latest = self._metric_rows(run_id, metrics)
+        param_map = _check_str_map(params, "param", MAX_PARAM_LENGTH)
+        tag_map = _check_str_map(tags, "tag", MAX_PARAM_LENGTH)
+        return rows, list(latest.values()), param_map, tag_map
+
+    def _write_batch(
+        self,
+        session: Session,
+        run_id: str,
+        rows: list[dict[str, Any]],
+        latest: list[dict[str, Any]],
+        params: dict[str, str],
+        tags: dict[str, str],
+    ) -> None:
+        if params:
+            self._write_params(session, run_id, params)
+        if tags:
+            stmt = self._insert(Tag)
+            session.execute(
+                stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}),
+                [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
+            )
+        if rows:
+            session.execute(self._insert(Metric), rows)
+            self._upsert_latest(session, latest)
 
     @staticmethod
     def _metric_rows(
@@ -345,8 +367,7 @@ class TrackingService:
         for key, old in existing.items():
             if old != params[key]:
                 raise ConflictError(
-                    f"param {key!r} of run {run_id} is already {old!r}; params are write-once "
-                    f"(got {params[key]!r})",
+                    f"param {key!r} of run {run_id} is already {old!r}; params are write-once (got {params[key]!r})",
                     field="param",
                 )
         new = [
@@ -357,9 +378,7 @@ class TrackingService:
         if new:
             session.execute(self._insert(Param), new)
 
-    def log_dataset(
-        self, run_id: str, dataset: DatasetInfo, *, context: str = "train", actor: str = "local"
-    ) -> None:
+    def log_dataset(self, run_id: str, dataset: DatasetInfo, *, context: str = "train", actor: str = "local") -> None:
         """Record that the run used ``dataset`` (identified by content hash and name) as ``context``."""
         _check_key(context, "context")
         with self.store.write() as session:
@@ -415,10 +434,7 @@ class TrackingService:
                 .where(Metric.run_id == run_id, Metric.key == key)
                 .order_by(Metric.step, Metric.timestamp, Metric.id)
             )
-            return [
-                MetricPoint(step=step, timestamp=ts, value=_search.metric_value(value))
-                for step, ts, value in rows
-            ]
+            return [MetricPoint(step=step, timestamp=ts, value=_search.metric_value(value)) for step, ts, value in rows]
 
     def search_runs(
         self,
@@ -434,20 +450,12 @@ class TrackingService:
         ``experiment`` is a name or names (None: every experiment); an unknown name is a NotFoundError.
         ``order_by`` takes clauses like ``["metrics.auc DESC", "attributes.start_time"]``.
         """
-        names = (
-            [experiment]
-            if isinstance(experiment, str)
-            else list(experiment)
-            if experiment is not None
-            else None
-        )
+        names = [experiment] if isinstance(experiment, str) else list(experiment) if experiment is not None else None
         with self.store.read() as session:
             ids: list[int] | None = None
             if names is not None:
                 found = dict(
-                    session.execute(
-                        select(Experiment.name, Experiment.id).where(Experiment.name.in_(names))
-                    ).all()
+                    session.execute(select(Experiment.name, Experiment.id).where(Experiment.name.in_(names))).all()
                 )
                 missing = [n for n in names if n not in found]
                 if missing:

@@ -26,12 +26,18 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from mlpilot.errors import MlpilotError, ServiceUnavailableError, StoreError
 from mlpilot.tracking.backend import TrackingBackend
 
 __all__ = ["BackgroundWriter", "WriterError"]
+
+R = TypeVar("R")
+MetricRow = tuple[str, float, int, int]
+#: Receives one batch: (metric points, params, tags).
+Finish = Callable[[list[MetricRow], dict[str, str], dict[str, str]], R]
 
 _RETRIES = 5
 _RETRY_BASE_DELAY = 0.2
@@ -66,7 +72,7 @@ class BackgroundWriter:
         self.flush_interval = flush_interval
         self.max_batch = max(1, max_batch)
         self.actor = actor
-        self._metrics: collections.deque[tuple[str, float, int, int]] = collections.deque()
+        self._metrics: collections.deque[MetricRow] = collections.deque()
         self._params: dict[str, str] = {}
         self._tags: dict[str, str] = {}
         self._maps_lock = threading.Lock()
@@ -113,13 +119,29 @@ class BackgroundWriter:
         if self._error is not None:
             self._raise_error()
 
-    def close(self) -> None:
-        """Flush, stop the thread and raise a pending error. Idempotent."""
+    def close(self, finish: Finish[R] | None = None) -> R | None:
+        """Stop the thread and write what is left; raise a pending error. Idempotent.
+
+        With ``finish``, the last batch goes to ``finish(metrics, params, tags)`` instead of ``log_batch`` and its
+        result is returned: ``ActiveRun.end`` passes ``end_run``, so the last points commit with the run's status.
+        """
         self._stopped.set()
         self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join()
-        self.flush()
+        result: R | None = None
+        with self._flush_lock:
+            while self._error is None and len(self._metrics) > self.max_batch:
+                self._send(self._log_batch, *self._take())
+            if self._error is None:
+                batch, params, tags = self._take()
+                if finish is not None:
+                    result = self._send(finish, batch, params, tags)
+                elif batch or params or tags:
+                    self._send(self._log_batch, batch, params, tags)
+        if self._error is not None:
+            self._raise_error()
+        return result
 
     def _raise_error(self) -> None:
         error, self._error = self._error, None
@@ -135,7 +157,7 @@ class BackgroundWriter:
             if self._error is None:
                 self._drain()
 
-    def _take(self) -> tuple[list[tuple[str, float, int, int]], dict[str, str], dict[str, str]]:
+    def _take(self) -> tuple[list[MetricRow], dict[str, str], dict[str, str]]:
         metrics = self._metrics
         count = min(len(metrics), self.max_batch)
         batch = [metrics.popleft() for _ in range(count)]
@@ -150,33 +172,33 @@ class BackgroundWriter:
                 batch, params, tags = self._take()
                 if not (batch or params or tags):
                     return
-                self._write(batch, params, tags)
+                self._send(self._log_batch, batch, params, tags)
 
-    def _write(
-        self, batch: list[tuple[str, float, int, int]], params: dict[str, str], tags: dict[str, str]
-    ) -> None:
+    def _log_batch(self, metrics: list[MetricRow], params: dict[str, str], tags: dict[str, str]) -> None:
+        self.backend.log_batch(self.run_id, metrics=metrics, params=params, tags=tags, actor=self.actor)
+
+    def _send(self, write: Finish[R], batch: list[MetricRow], params: dict[str, str], tags: dict[str, str]) -> R | None:
+        """Call ``write`` with one batch, retrying transient failures; record any other failure."""
         for attempt in range(_RETRIES):
             try:
-                self.backend.log_batch(self.run_id, metrics=batch, params=params, tags=tags, actor=self.actor)
-                return
+                return write(batch, params, tags)
             except (StoreError, ServiceUnavailableError) as exc:
                 if attempt == _RETRIES - 1:
                     self._fail(exc, batch, params)
-                    return
+                    return None
                 time.sleep(_RETRY_BASE_DELAY * 2**attempt)
             except MlpilotError as exc:
                 self._fail(exc, batch, params)
-                return
+                return None
             except Exception as exc:
                 # A bug or a library error must still reach the user, not kill the thread.
                 wrapped = MlpilotError(f"{type(exc).__name__}: {exc}")
                 wrapped.__cause__ = exc
                 self._fail(wrapped, batch, params)
-                return
+                return None
+        return None
 
-    def _fail(
-        self, exc: MlpilotError, batch: list[tuple[str, float, int, int]], params: dict[str, str]
-    ) -> None:
+    def _fail(self, exc: MlpilotError, batch: list[MetricRow], params: dict[str, str]) -> None:
         # Everything still queued is dropped with the failed batch (writing it would leave a gap) and counted.
         lost_points = len(batch) + len(self._metrics)
         self._metrics.clear()

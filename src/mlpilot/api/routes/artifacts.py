@@ -36,9 +36,7 @@ async def upload(
                 size += len(chunk)
                 out.write(chunk)
         if h.hexdigest() != sha256:
-            raise InvalidInputError(
-                f"uploaded bytes hash to {h.hexdigest()}, not to {sha256}", field="sha256"
-            )
+            raise InvalidInputError(f"uploaded bytes hash to {h.hexdigest()}, not to {sha256}", field="sha256")
         services.artifacts.put_file(tmp)
     finally:
         os.unlink(tmp)

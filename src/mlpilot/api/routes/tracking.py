@@ -46,7 +46,9 @@ class LogBatchBody(_Body):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
-class EndRunBody(_Body):
+class EndRunBody(LogBatchBody):
+    """The run's final status, with its last batch (committed together)."""
+
     status: Literal["FINISHED", "FAILED", "KILLED"] = "FINISHED"
     end_time: int | None = Field(default=None, ge=0)
 
@@ -108,7 +110,15 @@ def log_batch(run_id: str, body: LogBatchBody, services: Svc, actor: Editor) -> 
 
 @router.post("/runs/{run_id}/end")
 def end_run(run_id: str, body: EndRunBody, services: Svc, actor: Editor) -> RunInfo:
-    return services.tracking.end_run(run_id, body.status, end_time=body.end_time, actor=actor)
+    return services.tracking.end_run(
+        run_id,
+        body.status,
+        end_time=body.end_time,
+        metrics=body.metrics,
+        params=body.params,
+        tags=body.tags,
+        actor=actor,
+    )
 
 
 @router.post("/runs/{run_id}/datasets", status_code=204, response_class=Response)

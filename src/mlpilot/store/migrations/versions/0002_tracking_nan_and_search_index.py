@@ -23,9 +23,7 @@ def upgrade() -> None:
     with op.batch_alter_table("latest_metrics", schema=None) as batch_op:
         batch_op.alter_column("value", existing_type=sa.Float(), nullable=True)
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_runs_experiment_id_start_time", ["experiment_id", "start_time"], unique=False
-        )
+        batch_op.create_index("ix_runs_experiment_id_start_time", ["experiment_id", "start_time"], unique=False)
 
 
 def downgrade() -> None:
