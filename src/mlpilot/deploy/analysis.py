@@ -237,7 +237,9 @@ def _js_divergence(p: Mapping[str, int], q: Mapping[str, int]) -> float:
     return out / 2
 
 
-def _guardrails(spec: DeploymentSpec, data: RolloutData, primary: Variant, cand: Variant) -> tuple[list[Check], float | None]:
+def _guardrails(
+    spec: DeploymentSpec, data: RolloutData, primary: Variant, cand: Variant
+) -> tuple[list[Check], float | None]:
     p, c = data.of(primary), data.of(cand)
     latency, threshold = _latency_check(spec, p, c)
     checks = [_error_check(spec, p, c), latency, _accuracy_check(spec, p, c)]
@@ -252,7 +254,9 @@ def _failure(spec: DeploymentSpec, checks: list[Check], threshold: float | None)
         return Decision(action, "; ".join(f"{c.metric}: {c.detail}" for c in failed), checks, threshold)
     shift = next((c for c in checks if c.metric == "prediction_distribution" and c.status == "fail"), None)
     if shift is not None and spec.analysis.on_prediction_shift != "ignore":
-        return Decision(spec.analysis.on_prediction_shift, f"prediction_distribution: {shift.detail}", checks, threshold)
+        return Decision(
+            spec.analysis.on_prediction_shift, f"prediction_distribution: {shift.detail}", checks, threshold
+        )
     return None
 
 
@@ -354,7 +358,9 @@ def analyze_ab(spec: DeploymentSpec, data: RolloutData) -> ABReport:
     elif srm_p is not None and srm_p <= SRM_ALPHA:
         decision = Decision("pause", f"sample ratio mismatch (p={srm_p:.2g}): assignment is broken", checks, threshold)
     elif winner is not None:
-        decision = Decision("continue", f"{winner} wins on {metric} with confidence {confidence:.3f}", checks, threshold)
+        decision = Decision(
+            "continue", f"{winner} wins on {metric} with confidence {confidence:.3f}", checks, threshold
+        )
     else:
         n = f"{int(sb.outcomes.n)} B and {int(sa.outcomes.n)} A outcomes"
         decision = Decision("continue", f"no winner yet ({n})", checks, threshold)

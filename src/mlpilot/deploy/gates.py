@@ -206,7 +206,9 @@ def _load_check(
         p99 = float(np.percentile(timings, 99))
         ok = p99 <= config.latency_budget_ms
         verdict = "within" if ok else "over"
-        checks.append(GateCheck("latency", ok, f"p99 {p99:.2f} ms {verdict} the {config.latency_budget_ms:g} ms budget"))
+        checks.append(
+            GateCheck("latency", ok, f"p99 {p99:.2f} ms {verdict} the {config.latency_budget_ms:g} ms budget")
+        )
     return checks
 
 

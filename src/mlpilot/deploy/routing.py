@@ -80,9 +80,7 @@ class RouteTable:
                 ranges.append((upper, v.version))
         # The primary takes whatever rounding left over, so the ranges always cover every bucket.
         ranges.append((BUCKETS, primary.version))
-        shadows = tuple(
-            (_basis_points(v.weight), v.version) for v in variants if v.role == "shadow" and v.weight > 0
-        )
+        shadows = tuple((_basis_points(v.weight), v.version) for v in variants if v.role == "shadow" and v.weight > 0)
         return cls(
             endpoint=endpoint,
             revision=revision,

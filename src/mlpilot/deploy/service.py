@@ -132,7 +132,7 @@ class Deployments:
         with self.store.read() as session:
             return _info(self._row(session, name))
 
-    def list(self, *, model: str | None = None) -> list[DeploymentInfo]:
+    def list_deployments(self, *, model: str | None = None) -> list[DeploymentInfo]:
         """Every deployment (of ``model``, when given), by name."""
         stmt = select(Deployment).order_by(Deployment.name)
         if model is not None:
@@ -256,9 +256,7 @@ class Deployments:
         """Move ``champion`` inside the deployment's transaction (the registry's own ``set_alias`` would open a
         second one), with the same ``model.alias_set`` event the registry records."""
         _, target = self._version_row(session, model, version)
-        reg = session.scalars(
-            select(RegisteredModel).where(RegisteredModel.name == model).with_for_update()
-        ).one()
+        reg = session.scalars(select(RegisteredModel).where(RegisteredModel.name == model).with_for_update()).one()
         now = self.clock()
         alias = session.get(ModelAlias, (reg.id, CHAMPION))
         previous = None
@@ -496,7 +494,9 @@ class Deployments:
             if_revision=if_revision if if_revision is not None else info.revision,
         )
 
-    def pause(self, name: str, *, actor: str = "local", reason: str = "", if_revision: int | None = None) -> DeploymentInfo:
+    def pause(
+        self, name: str, *, actor: str = "local", reason: str = "", if_revision: int | None = None
+    ) -> DeploymentInfo:
         """Stop a canary from progressing (its traffic split stays)."""
         message = reason or "paused"
         return self._change(
