@@ -224,6 +224,24 @@ def _shift_check(spec: DeploymentSpec, data: RolloutData, primary: Variant, cand
     return Check("prediction_distribution", "pass", f"no significant shift (JS {js:.3f})", p_value=p_value)
 
 
+def _ratio_check(spec: DeploymentSpec, data: RolloutData, primary: Variant, cand: Variant) -> Check:
+    """Whether each revision's requests were split as the router was told (a broken split voids the rest)."""
+    strata = []
+    seen = 0
+    for share, stats in data.strata:
+        c, p = stats.get(cand.name), stats.get(primary.name)
+        n_c, n_p = (c.requests if c else 0), (p.requests if p else 0)
+        seen += n_c + n_p
+        strata.append((share, {"requests": float(n_c)}, {"requests": float(n_p)}))
+    if seen < 2 * spec.analysis.min_samples:
+        return Check("sample_ratio", "insufficient_data", f"{seen} requests split so far")
+    p_value = homogeneity_test(strata)
+    c_n, p_n = data.of(cand).requests, data.of(primary).requests
+    status: Status = "fail" if p_value <= SRM_ALPHA else "pass"
+    detail = f"{c_n} candidate vs {p_n} primary requests (p={p_value:.2g})"
+    return Check("sample_ratio", status, detail, p_value=p_value)
+
+
 def _js_divergence(p: Mapping[str, int], q: Mapping[str, int]) -> float:
     """Jensen-Shannon divergence (base 2, in [0, 1]) between two binned distributions."""
     tp, tq = sum(p.values()), sum(q.values())
@@ -266,10 +284,15 @@ def analyze_canary(spec: DeploymentSpec, data: RolloutData, *, now_ms: int) -> D
     if cand is None or cand.role != "canary":
         return Decision("continue", "no canary to analyse")
     checks, threshold = _guardrails(spec, data, primary, cand)
-    checks.append(_shift_check(spec, data, primary, cand))
+    ratio = _ratio_check(spec, data, primary, cand)
+    checks.append(ratio)
+    if ratio.status != "fail":  # with a broken split the distribution test would only see the imbalance
+        checks.append(_shift_check(spec, data, primary, cand))
     failure = _failure(spec, checks, threshold)
     if failure is not None:
         return failure
+    if ratio.status == "fail":
+        return Decision("pause", f"sample ratio mismatch: {ratio.detail}: traffic is not split as configured", checks)
     if spec.state == "paused":
         return Decision("continue", "paused: waiting for a human (resume, promote or rollback)", checks, threshold)
     canary = spec.canary
@@ -328,13 +351,14 @@ def analyze_ab(spec: DeploymentSpec, data: RolloutData) -> ABReport:
     winner is for a human to act on: ``promote`` or ``rollback``)."""
     a_arm, b_arm = spec.primary, spec.candidate
     ab = spec.ab
-    assert b_arm is not None and ab is not None, "analyze_ab needs an A/B deployment"
+    if b_arm is None or ab is None:
+        raise ValueError("analyze_ab needs an A/B deployment")
     sa, sb = data.of(a_arm), data.of(b_arm)
     arms = {
         a_arm.name: {"requests": sa.requests, "errors": sa.errors, "outcomes": sa.outcomes.n, "mean": sa.outcomes.mean},
         b_arm.name: {"requests": sb.requests, "errors": sb.errors, "outcomes": sb.outcomes.n, "mean": sb.outcomes.mean},
     }
-    checks, threshold = _guardrails(spec.model_copy(update={"analysis": spec.analysis}), data, a_arm, b_arm)
+    checks, threshold = _guardrails(spec, data, a_arm, b_arm)
     srm_p: float | None = None
     if sa.requests + sb.requests >= 2 * spec.analysis.min_samples:
         srm_p = sample_ratio_test(
@@ -352,7 +376,9 @@ def analyze_ab(spec: DeploymentSpec, data: RolloutData) -> ABReport:
         if test.significant:
             b_better = (effect > 0) == ab.higher_is_better
             winner = b_arm.name if b_better else a_arm.name
-    failure = _failure(spec, [c for c in checks if c.metric != "accuracy" or metric != "accuracy"], threshold)
+    # When B is judged on accuracy, a worse B is the test's answer (A wins), not a guardrail to act on alone.
+    guardrails = [c for c in checks if not (c.metric == "accuracy" and metric == "accuracy")]
+    failure = _failure(spec, guardrails, threshold)
     if failure is not None:
         decision = failure
     elif srm_p is not None and srm_p <= SRM_ALPHA:

@@ -8,6 +8,7 @@ revision with who made it and why, so the history is complete and a rollback is 
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Any, Literal
 
@@ -99,7 +100,7 @@ class CanaryConfig(_Frozen):
     @field_validator("steps")
     @classmethod
     def _increasing(cls, steps: list[float]) -> list[float]:
-        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError(f"steps must increase, got {steps}")
         if steps[-1] != 100:
             raise ValueError(f"the last step must be 100 (full traffic), got {steps[-1]}")

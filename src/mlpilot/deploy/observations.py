@@ -46,7 +46,7 @@ def latency_bucket(ms: float) -> int:
     """The histogram bucket of a latency: 0 for <= 0.01 ms, then 8 per doubling."""
     if not ms > _BASE_MS:  # also NaN
         return 0
-    return min(_MAX_BUCKET, int(math.floor(_PER_DOUBLING * math.log2(ms / _BASE_MS))) + 1)
+    return min(_MAX_BUCKET, math.floor(_PER_DOUBLING * math.log2(ms / _BASE_MS)) + 1)
 
 
 def latency_bucket_ms(index: int) -> float:

@@ -627,7 +627,8 @@ class Deployments:
         for i, outcome in enumerate(outcomes):
             variant = outcome.variant or f"v{table.choose(outcome.key or '')}"
             if variant not in known:
-                raise InvalidInputError(f"outcomes[{i}].variant: {variant!r} is not a variant of {name!r}")
+                field = f"outcomes[{i}].variant"
+                raise InvalidInputError(f"{field}: {variant!r} is not a variant of {name!r}", field=field)
             per_variant.setdefault(variant, VariantStats()).record_outcome(outcome.numeric())
         with self._write() as session:
             row = self._row(session, name)

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Float, Text, cast, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from mlpilot.errors import InvalidInputError
@@ -75,8 +75,23 @@ def metric_value(value: float | None) -> float:
     return math.nan if value is None else value
 
 
+def _key_values(run_ids: list[str]) -> Any:
+    """Params, latest metrics and tags of ``run_ids`` in one statement: (kind, run_id, key, text, number)."""
+    no_text = cast(null(), Text)
+    no_number = cast(null(), Float)
+    return union_all(
+        select(literal_column("'p'"), Param.run_id, Param.key, Param.value, no_number).where(
+            Param.run_id.in_(run_ids)
+        ),
+        select(literal_column("'m'"), LatestMetric.run_id, LatestMetric.key, no_text, LatestMetric.value).where(
+            LatestMetric.run_id.in_(run_ids)
+        ),
+        select(literal_column("'t'"), Tag.run_id, Tag.key, Tag.value, no_number).where(Tag.run_id.in_(run_ids)),
+    )
+
+
 def load_runs(session: Session, infos: Sequence[RunInfo], *, with_environment: bool = False) -> list[m.Run]:
-    """Attach params, latest metrics, tags, inputs and artifacts to ``infos`` in a fixed number of queries."""
+    """Attach params, latest metrics, tags, inputs and artifacts to ``infos`` in three queries (per 5,000 runs)."""
     ids = [info.id for info in infos]
     params: dict[str, dict[str, str]] = {i: {} for i in ids}
     metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
@@ -86,16 +101,13 @@ def load_runs(session: Session, infos: Sequence[RunInfo], *, with_environment: b
     environments: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start : start + _ID_CHUNK]
-        for run_id, key, value in session.execute(
-            select(Param.run_id, Param.key, Param.value).where(Param.run_id.in_(chunk))
-        ):
-            params[run_id][key] = value
-        for run_id, key, mvalue in session.execute(
-            select(LatestMetric.run_id, LatestMetric.key, LatestMetric.value).where(LatestMetric.run_id.in_(chunk))
-        ):
-            metrics[run_id][key] = metric_value(mvalue)
-        for run_id, key, value in session.execute(select(Tag.run_id, Tag.key, Tag.value).where(Tag.run_id.in_(chunk))):
-            tags[run_id][key] = value
+        for kind, run_id, key, text_value, num_value in session.execute(_key_values(chunk)):
+            if kind == "m":
+                metrics[run_id][key] = metric_value(num_value)
+            elif kind == "p":
+                params[run_id][key] = text_value
+            else:
+                tags[run_id][key] = text_value
         for run_id, context, name, digest, num_rows, schema, source in session.execute(
             select(
                 RunInput.run_id,
