@@ -349,19 +349,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="mlpilot runs in (a)")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--mlflow-runs", type=int, default=5, help="MLflow runs in (a), local")
-    parser.add_argument("--mlflow-async-runs", type=int, default=20, help="MLflow runs in (a) with async logging")
+    parser.add_argument("--mlflow-async-runs", type=int, default=5, help="MLflow runs in (a) with async logging")
     parser.add_argument("--mlflow-server-runs", type=int, default=1)
     parser.add_argument("--mlflow-server-steps", type=int, default=20)
     parser.add_argument("--search-runs", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script works")
+    parser.add_argument(
+        "--only", choices=["local-log", "local-search", "server"], action="append", help="run only these parts"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.steps, args.mlflow_runs, args.mlflow_async_runs = 5, 10, 1, 1
         args.mlflow_server_steps, args.search_runs, args.repeats = 5, 500, 1
     ours_py, theirs_py = sys.executable, args.mlflow_python
-    mlpilot_cli = str(Path(sys.executable).with_name("mlpilot"))
-    mlflow_cli = str(Path(theirs_py).with_name("mlflow"))
     version = subprocess.run(
         [theirs_py, "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -382,7 +383,36 @@ def main() -> None:
     )
     print(f"{'':<34} {'mlpilot':^42} | {'mlflow':^38} | ratio")
 
-    # (a) and (b), embedded SQLite
+    parts = set(args.only or ["local-log", "local-search", "server"])
+    if "local-log" in parts:
+        log_locally(args, ours_py, theirs_py, tmp, rows)
+    b_ours_db, b_theirs_db = f"sqlite:///{tmp / 'b-mlpilot.db'}", f"sqlite:///{tmp / 'b-mlflow.db'}"
+    if parts & {"local-search", "server"}:
+        setup_ours = child(ours_py, "mlpilot-setup", b_ours_db, args.search_runs)
+        setup_theirs = child(theirs_py, "mlflow-setup", b_theirs_db, tmp / "b-mlruns", args.search_runs)
+        print(
+            f"    (setup, untimed: {args.search_runs:,} runs in {setup_ours['seconds']:.1f}s for mlpilot, "
+            f"{setup_theirs['seconds']:.1f}s for MLflow, each through its own ORM)"
+        )
+    if "local-search" in parts:
+        b_ours = child(ours_py, "mlpilot-search", b_ours_db, tmp / "b-art", args.repeats)
+        b_theirs = child(theirs_py, "mlflow-search", b_theirs_db, args.repeats)
+        rows.append(search_row("(b) search, local", b_ours, b_theirs))
+        print(rows[-1][0], flush=True)
+    if "server" in parts:
+        through_servers(args, ours_py, theirs_py, tmp, b_ours_db, b_theirs_db, rows)
+    for kind, goal in (("(a)", 100), ("(b)", 10)):
+        ratios = [ratio for text, ratio in rows if text.startswith(kind)]
+        if ratios:
+            verdict = "met" if min(ratios) >= goal else "NOT met"
+            print(f"goal {kind} >= {goal}x MLflow (synchronous default): lowest {min(ratios):,.1f}x, {verdict}")
+    print(f"total bench time {time.perf_counter() - started:.0f}s; data in {tmp}")
+
+
+def log_locally(
+    args: argparse.Namespace, ours_py: str, theirs_py: str, tmp: Path, rows: list[tuple[str, float]]
+) -> None:
+    """(a) on embedded SQLite, MLflow synchronous and asynchronous."""
     a_ours = child(ours_py, "mlpilot-log", f"sqlite:///{tmp / 'a-mlpilot.db'}", tmp / "a-art", args.runs, args.steps)
     a_theirs = child(
         theirs_py, "mlflow-log", f"sqlite:///{tmp / 'a-mlflow.db'}", tmp / "a-mlruns", args.mlflow_runs, args.steps, 0
@@ -401,19 +431,19 @@ def main() -> None:
     rows.append(rate_row(f"    vs MLflow async ({a_async['runs']} runs)", a_ours, a_async))
     print(rows[-1][0], flush=True)
 
-    b_ours_db, b_theirs_db = f"sqlite:///{tmp / 'b-mlpilot.db'}", f"sqlite:///{tmp / 'b-mlflow.db'}"
-    setup_ours = child(ours_py, "mlpilot-setup", b_ours_db, args.search_runs)
-    setup_theirs = child(theirs_py, "mlflow-setup", b_theirs_db, tmp / "b-mlruns", args.search_runs)
-    print(
-        f"    (setup, untimed: {args.search_runs:,} runs in {setup_ours['seconds']:.1f}s for mlpilot, "
-        f"{setup_theirs['seconds']:.1f}s for MLflow, each through its own ORM)"
-    )
-    b_ours = child(ours_py, "mlpilot-search", b_ours_db, tmp / "b-art", args.repeats)
-    b_theirs = child(theirs_py, "mlflow-search", b_theirs_db, args.repeats)
-    rows.append(search_row("(b) search, local", b_ours, b_theirs))
-    print(rows[-1][0], flush=True)
 
-    # The same two scenarios through each tool's server, serving the databases of (b).
+def through_servers(
+    args: argparse.Namespace,
+    ours_py: str,
+    theirs_py: str,
+    tmp: Path,
+    b_ours_db: str,
+    b_theirs_db: str,
+    rows: list[tuple[str, float]],
+) -> None:
+    """(b) then (a) through `mlpilot server` and `mlflow server`, each serving its database of (b)."""
+    mlpilot_cli = str(Path(ours_py).with_name("mlpilot"))
+    mlflow_cli = str(Path(theirs_py).with_name("mlflow"))
     ours_port, theirs_port = free_port(), free_port()
     ours_server = Server(
         [mlpilot_cli, "server", "--host", "127.0.0.1", "--port", str(ours_port)],
@@ -459,7 +489,6 @@ def main() -> None:
     finally:
         ours_server.stop()
         theirs_server.stop()
-    print(f"total bench time {time.perf_counter() - started:.0f}s; data in {tmp}")
 
 
 def worker(argv: list[str]) -> None:

@@ -77,7 +77,7 @@ def test_a_writer_killed_mid_run_leaves_the_store_consistent(tmp_path: Path, db_
     proc = spawn(db_url, tmp_path, "forever", 0, 0.001, 50)
     assert proc.stdout is not None
     run_id = proc.stdout.readline().strip()
-    _wait_for_points(service, run_id, 2_000, proc)
+    _wait_for_points(service, run_id, 500, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -95,7 +95,7 @@ def test_a_writer_killed_mid_run_leaves_the_store_consistent(tmp_path: Path, db_
     # Batches are atomic and written in order: the durable points are exactly a prefix of what was logged.
     history = {k: service.get_metric_history(run_id, k) for k in ("k0", "k1")}
     values = sorted(p.value for points in history.values() for p in points)
-    assert len(values) >= 4_000
+    assert len(values) >= 1_000
     assert values == [float(i) for i in range(len(values))]
     # ... and each latest value matches the last durable point, written in the same transactions.
     with store.read() as session:

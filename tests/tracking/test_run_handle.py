@@ -261,7 +261,8 @@ def test_log_artifact_stores_verified_bytes(
     assert artifacts.get_bytes(stored["report/sub/data.csv"].sha256) == b"a,b\n1,2\n"
 
 
-def test_environment_and_git_state_are_captured(tmp_path: Path, db_url: str) -> None:
+def test_environment_and_git_state_are_captured(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'meta.db'}"  # capture does not depend on the backend
     repo = tmp_path / "repo"
     repo.mkdir()
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
@@ -306,7 +307,8 @@ def test_environment_and_git_state_are_captured(tmp_path: Path, db_url: str) -> 
     service.store.close()
 
 
-def test_outside_a_git_tree_no_commit_is_recorded(tmp_path: Path, db_url: str) -> None:
+def test_outside_a_git_tree_no_commit_is_recorded(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'meta.db'}"
     script = tmp_path / "train.py"
     script.write_text(
         "import sys\n"
@@ -333,7 +335,8 @@ def test_outside_a_git_tree_no_commit_is_recorded(tmp_path: Path, db_url: str) -
 
 
 @pytest.mark.parametrize(("mode", "status"), [("atexit", RunStatus.FINISHED), ("crash", RunStatus.FAILED)])
-def test_open_runs_are_flushed_and_ended_at_exit(tmp_path: Path, db_url: str, mode: str, status: RunStatus) -> None:
+def test_open_runs_are_flushed_and_ended_at_exit(tmp_path: Path, mode: str, status: RunStatus) -> None:
+    db_url = f"sqlite:///{tmp_path / 'meta.db'}"  # the exit hook does not depend on the backend
     done = subprocess.run(
         [sys.executable, str(WORKER), db_url, str(tmp_path / "art"), mode, "30000", "3600"],
         capture_output=True,

@@ -11,7 +11,7 @@ from mlpilot.errors import FilterSyntaxError, InvalidInputError, NotFoundError
 from mlpilot.store.schema import Run
 from mlpilot.tracking import RunSpec, TrackingService
 from mlpilot.tracking.filter import parse_filter
-from mlpilot.tracking.filter_sql import compile_filter, like_to_glob
+from mlpilot.tracking.filter_sql import apply_filter, compile_filter, like_to_glob
 
 from .conftest import MakeRun
 
@@ -155,10 +155,24 @@ def test_type_errors_are_filter_errors(runs: dict[str, str], svc: TrackingServic
 
 
 def test_values_are_bound_parameters_not_sql_text(svc: TrackingService) -> None:
-    clause = compile_filter(parse_filter("tags.team = 'growth' and metrics.auc > 0.123456"), svc.store.dialect)
-    sql = str(select(Run.id).where(clause).compile(svc.store.engine))
-    assert "growth" not in sql
-    assert "0.123456" not in sql
+    tree = parse_filter("tags.team = 'growth' and (metrics.auc > 0.123456 or params.p LIKE 'x%y')")
+    for statement in (
+        select(Run.id).where(compile_filter(tree, svc.store.dialect)),
+        apply_filter(select(Run.id), tree, svc.store.dialect),
+    ):
+        sql = str(statement.compile(svc.store.engine))
+        assert "growth" not in sql
+        assert "0.123456" not in sql
+        assert "x%y" not in sql
+        assert "x*y" not in sql
+
+
+def test_top_level_and_terms_become_joins_without_duplicating_runs(svc: TrackingService) -> None:
+    flt = "metrics.auc > 0.5 and metrics.auc < 0.99 and tags.team != 'x' and params.opt IS NOT NULL"
+    sql = str(apply_filter(select(Run.id), parse_filter(flt), svc.store.dialect).compile(svc.store.engine))
+    assert sql.count("JOIN") == 3
+    assert sql.count("EXISTS") == 1
+    assert sorted(names(svc, flt)) == ["alpha", "beta", "gamma"]
 
 
 def test_experiment_scopes_the_search(runs: dict[str, str], svc: TrackingService) -> None:

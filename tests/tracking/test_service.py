@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+import random
+import string
 
 import pytest
 from sqlalchemy import func, select
@@ -278,3 +280,26 @@ def test_a_refused_end_writes_none_of_its_batch(service: TrackingService) -> Non
     with pytest.raises(InvalidInputError):
         service.end_run(new_run(service), metrics=[("m", "bad", 0, 1)])
     assert service.get_metric_history(run_id, "m") == []
+
+
+def test_long_tag_values_are_stored_and_matched_exactly(service: TrackingService) -> None:
+    # Incompressible text: PostgreSQL refuses B-tree rows over ~2.7 kB, so only a prefix of tag values is indexed.
+    rng = random.Random(1)
+    head = "".join(rng.choices(string.ascii_letters, k=300))
+    note_a = head + "".join(rng.choices(string.ascii_letters, k=6_000))
+    note_b = head + "".join(rng.choices(string.ascii_letters, k=6_000))
+    run_a = new_run(service, tags={"note": note_a})
+    run_b = new_run(service)
+    service.log_batch(run_b, tags={"note": note_b})
+    assert service.get_run(run_a).tags == {"note": note_a}
+    assert [r.id for r in service.search_runs(f"tags.note = '{note_a}'").runs] == [run_a]
+    assert [r.id for r in service.search_runs(f"tags.note IN ('{note_b}', 'other')").runs] == [run_b]
+    assert service.search_runs(f"tags.note = '{head}'").runs == []
+
+
+@pytest.mark.parametrize("context", ["", "c" * 65])
+def test_bad_dataset_contexts_are_refused(service: TrackingService, context: str) -> None:
+    data = DatasetInfo(name="d", digest=SHA_A, num_rows=1)
+    with pytest.raises(InvalidInputError) as info:
+        service.log_dataset(new_run(service), data, context=context)
+    assert info.value.field == "context"

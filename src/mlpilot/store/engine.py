@@ -7,14 +7,16 @@ locked" to avoid a deadlock), while an immediate one queues behind the current w
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from mlpilot.errors import ConfigError, MissingDependencyError
 
@@ -57,9 +59,21 @@ def _sqlite_engine(url: str, busy_timeout: float) -> Engine:
         url,
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see module docstring).
         connect_args={"timeout": busy_timeout, "isolation_level": None, "check_same_thread": False},
-        # A file database is cheap to open; pooling across forked processes is what corrupts SQLite.
-        poolclass=NullPool if path is not None else None,
+        # A file database keeps a small pool: closing the last connection makes SQLite checkpoint the WAL, which
+        # costs ~1 ms a transaction. An in-memory database exists once per connection, so every thread shares one.
+        poolclass=StaticPool if path is None else QueuePool,
+        **({"pool_size": 5, "max_overflow": 10} if path is not None else {}),
     )
+    if path is not None:
+        # A forked child must not reuse the parent's SQLite connections (that corrupts the database): drop them.
+        ref = weakref.ref(engine)
+
+        def _after_fork() -> None:
+            eng = ref()
+            if eng is not None:
+                eng.dispose(close=False)
+
+        os.register_at_fork(after_in_child=_after_fork)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:

@@ -20,10 +20,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "TAG_INDEX_PREFIX",
     "ApiToken",
     "AuditEvent",
     "Base",
@@ -32,10 +34,16 @@ __all__ = [
     "DeploymentRevision",
     "DeploymentStat",
     "Experiment",
+    "FeatureDefinition",
+    "FeatureRegistryVersion",
     "LatestMetric",
     "Metric",
     "ModelAlias",
     "ModelVersion",
+    "MonitorAlertRule",
+    "MonitorEndpoint",
+    "MonitorProfile",
+    "MonitorResult",
     "Param",
     "RegisteredModel",
     "Run",
@@ -43,6 +51,9 @@ __all__ = [
     "RunInput",
     "Tag",
 ]
+
+#: Characters of a tag value covered by ``ix_tags_key_value_prefix``.
+TAG_INDEX_PREFIX = 200
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -108,7 +119,9 @@ class Tag(Base):
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_tags_key_value", "key", "value"),)
+    # Only a prefix of the value is indexed: PostgreSQL refuses B-tree rows over ~2.7 kB, and tags may hold long
+    # notes. Equality filters test the prefix (indexed) and then the whole value.
+    __table_args__ = (Index("ix_tags_key_value_prefix", "key", text(f"substr(value, 1, {TAG_INDEX_PREFIX})")),)
 
 
 class Metric(Base):
@@ -292,3 +305,117 @@ class DeploymentStat(Base):
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     __table_args__ = (UniqueConstraint("deployment_id", "rollout", "revision", "variant", "source"),)
+
+
+class MonitorEndpoint(Base):
+    """How an endpoint is monitored: its registered model, segment fields, prediction/label columns, window."""
+
+    __tablename__ = "monitor_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    model_name: Mapped[str] = mapped_column(String(256))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    updated_by: Mapped[str] = mapped_column(String(256))
+
+
+class MonitorProfile(Base):
+    """A reference profile stored in the artifact store: computed once per subject and profiling parameters.
+
+    ``subject`` is ``models/<name>/<version>`` or ``datasets/<name>``; ``params_digest`` hashes what shaped the
+    profile (segments, prediction and label columns, options), so a changed configuration gets its own profile.
+    """
+
+    __tablename__ = "monitor_profiles"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(512))
+    params_digest: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("subject", "params_digest"),)
+
+
+class MonitorResult(Base):
+    """One monitoring check of an endpoint's window: a small summary here, the full report as an artifact."""
+
+    __tablename__ = "monitor_results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(128))
+    model_name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int | None] = mapped_column(Integer)
+    time: Mapped[int] = mapped_column(BigInteger)
+    window_start: Mapped[int | None] = mapped_column(BigInteger)
+    window_end: Mapped[int | None] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    labeled_rows: Mapped[int] = mapped_column(BigInteger)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    report_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    # "The latest result of an endpoint" and pruning both walk one endpoint's results newest first.
+    __table_args__ = (Index("ix_monitor_results_endpoint_id", "endpoint", "id"),)
+
+
+class MonitorAlertRule(Base):
+    """An alert rule and its state (``ok`` or ``firing``), updated in the transaction that records the event."""
+
+    __tablename__ = "monitor_alert_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    endpoint: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    cooldown_s: Mapped[float] = mapped_column(Float)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    updated_by: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str] = mapped_column(String(16), default="ok")
+    #: consecutive evaluations with the condition true (a rule may ask for several before it fires)
+    streak: Mapped[int] = mapped_column(Integer, default=0)
+    value: Mapped[float | None] = mapped_column(Float)
+    fired_at: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger)
+    evaluated_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class FeatureRegistryVersion(Base):
+    """Every applied set of feature definitions of a project, whole: the history of ``mlpilot features apply``.
+
+    The primary key makes two applies that planned against the same version collide, so one of them fails and
+    nothing is mixed.
+    """
+
+    __tablename__ = "feature_registry_versions"
+
+    project: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    applied_at: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(256))
+    specs_hash: Mapped[str] = mapped_column(String(64))
+    specs: Mapped[list[Any]] = mapped_column(default=list)
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class FeatureDefinition(Base):
+    """The current feature definitions of a project (entities, views, services), one row per kind and name."""
+
+    __tablename__ = "feature_definitions"
+
+    project: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    # The registry version that last added or changed this definition.
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

@@ -1,8 +1,8 @@
 """Compile filter ASTs and ``order_by`` clauses to SQLAlchemy expressions over the ``runs`` table.
 
-Every literal becomes a bound parameter; no user text is pasted into SQL. Each metric/param/tag predicate is
-one correlated ``EXISTS`` on a primary-key or ``(key, value)`` index, so a search is one query whatever the
-filter.
+Every literal becomes a bound parameter; no user text is pasted into SQL. A search is one query whatever the
+filter: each metric/param/tag predicate is a JOIN (top-level AND terms) or a correlated ``EXISTS`` (under OR or
+NOT) on a primary-key or ``(key, value)`` index.
 
 Semantics, alike on SQLite and PostgreSQL:
 
@@ -19,15 +19,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, not_, nulls_last, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    nulls_last,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import UnaryExpression
 
 from mlpilot.errors import FilterSyntaxError, InvalidInputError
-from mlpilot.store.schema import Experiment, LatestMetric, Param, Run, Tag
+from mlpilot.store.schema import TAG_INDEX_PREFIX, Experiment, LatestMetric, Param, Run, Tag
 from mlpilot.tracking.filter import And, Comparison, Expr, Field, Not, Or, Scalar, parse_field
 from mlpilot.tracking.models import RunStatus
 
-__all__ = ["ATTRIBUTES", "compile_filter", "compile_order_by", "like_to_glob"]
+__all__ = ["ATTRIBUTES", "apply_filter", "compile_filter", "compile_order_by", "like_to_glob"]
 
 _TEXT_ATTRIBUTES: dict[str, Any] = {
     "run_id": Run.id,
@@ -47,6 +61,7 @@ _NUMERIC_ATTRIBUTES: dict[str, Any] = {
     "end_time": Run.end_time,
     "experiment_id": Run.experiment_id,
 }
+_KEYED_TABLES: dict[str, Any] = {"metrics": LatestMetric, "params": Param, "tags": Tag}
 #: Attribute names a filter or an ``order_by`` may use.
 ATTRIBUTES = sorted({*_TEXT_ATTRIBUTES, *_NUMERIC_ATTRIBUTES, "experiment", "experiment_name"})
 
@@ -154,23 +169,33 @@ def _unknown_attribute(field: Field) -> FilterSyntaxError:
     )
 
 
+def _keyed_condition(cmp: Comparison, dialect: str, table: Any) -> ColumnElement[bool]:
+    """The value test of a metric, param or tag comparison on ``table`` (the table itself or an alias)."""
+    if cmp.field.entity == "metrics":
+        return _compare(table.value, cmp, dialect, numeric=True)
+    if cmp.field.entity == "tags":
+        if cmp.op not in ("=", "IN"):
+            return _compare(table.value, cmp, dialect, numeric=False)
+        # Equality goes through the (key, value prefix) index, then checks the whole value. ``value || ''`` keeps
+        # SQLite from propagating the constant into the prefix test, which would stop it matching the index.
+        exact = _compare(table.value.concat(""), cmp, dialect, numeric=False)
+        prefix = func.substr(table.value, literal_column("1"), literal_column(str(TAG_INDEX_PREFIX)))
+        values = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
+        heads = [str(v)[:TAG_INDEX_PREFIX] for v in values]
+        return and_(prefix == heads[0] if cmp.op == "=" else prefix.in_(heads), exact)
+    literals = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
+    numeric = isinstance(literals[0], int | float)
+    return _compare(table.value_num if numeric else table.value, cmp, dialect, numeric=numeric)
+
+
 def _keyed(cmp: Comparison, dialect: str) -> ColumnElement[bool]:
     """A metric, param or tag predicate: one correlated EXISTS (NOT EXISTS for IS NULL)."""
-    entity, key = cmp.field.entity, cmp.field.key
-    table: Any = {"metrics": LatestMetric, "params": Param, "tags": Tag}[entity]
-    base = [table.run_id == Run.id, table.key == key]
+    table: Any = _KEYED_TABLES[cmp.field.entity]
+    base = [table.run_id == Run.id, table.key == cmp.field.key]
     if cmp.op in ("IS NULL", "IS NOT NULL"):
         present = exists(select(1).where(*base))
         return not_(present) if cmp.op == "IS NULL" else present
-    if entity == "metrics":
-        cond = _compare(LatestMetric.value, cmp, dialect, numeric=True)
-    elif entity == "tags":
-        cond = _compare(Tag.value, cmp, dialect, numeric=False)
-    else:
-        literals = cmp.value if isinstance(cmp.value, tuple) else (cmp.value,)
-        numeric = isinstance(literals[0], int | float)
-        cond = _compare(Param.value_num if numeric else Param.value, cmp, dialect, numeric=numeric)
-    return exists(select(1).where(*base, cond))
+    return exists(select(1).where(*base, _keyed_condition(cmp, dialect, table)))
 
 
 def _compile(expr: Expr, dialect: str) -> ColumnElement[bool]:
@@ -186,8 +211,32 @@ def _compile(expr: Expr, dialect: str) -> ColumnElement[bool]:
 
 
 def compile_filter(expr: Expr, dialect: str) -> ColumnElement[bool]:
-    """The WHERE clause (over ``runs``) for a parsed filter on ``dialect`` (``sqlite`` or ``postgresql``)."""
+    """The filter as one WHERE clause over ``runs`` (EXISTS per metric, param or tag predicate)."""
     return _compile(expr, dialect)
+
+
+def apply_filter(query: Select[Any], expr: Expr, dialect: str) -> Select[Any]:
+    """Restrict ``query`` (a SELECT from ``runs``) to the runs matching ``expr``.
+
+    Metric, param and tag comparisons ANDed at the top level become inner JOINs, so the database can start from
+    whichever ``(key, value)`` index is most selective; each table's primary key is ``(run_id, key)``, so a join
+    on one key matches at most one row per run and never duplicates runs. Everything under OR or NOT, IS NULL
+    tests and attributes stay in the WHERE clause.
+    """
+    conjuncts = expr.items if isinstance(expr, And) else (expr,)
+    rest: list[ColumnElement[bool]] = []
+    for item in conjuncts:
+        if (
+            isinstance(item, Comparison)
+            and item.field.entity != "attributes"
+            and item.op not in ("IS NULL", "IS NOT NULL")
+        ):
+            table: Any = aliased(_KEYED_TABLES[item.field.entity])
+            on = and_(table.run_id == Run.id, table.key == item.field.key, _keyed_condition(item, dialect, table))
+            query = query.join(table, on)
+        else:
+            rest.append(_compile(item, dialect))
+    return query.where(*rest) if rest else query
 
 
 def _order_columns(field: Field) -> list[Any]:

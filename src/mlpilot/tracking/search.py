@@ -1,8 +1,8 @@
 """Run search: one filtered, ordered, paginated query for the run ids, then one query per kind of data.
 
-Loading the data of a page costs five queries whatever its size (params, latest metrics, tags, dataset inputs,
-artifacts), never one per run. Page tokens are opaque: an offset bound to the query it came from, so a token
-reused with another filter or ordering is refused instead of returning a silently wrong page.
+Loading the data of a page costs three queries whatever its size (params, latest metrics and tags together;
+dataset inputs; artifacts), never one per run. Page tokens are opaque: an offset bound to the query it came
+from, so a token reused with another filter or ordering is refused instead of returning a silently wrong page.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Float, Text, cast, literal_column, null, select, union_all
+from sqlalchemy import Float, Text, bindparam, cast, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from mlpilot.errors import InvalidInputError
 from mlpilot.store.schema import Dataset, Experiment, LatestMetric, Param, Run, RunArtifact, RunInput, Tag
 from mlpilot.tracking import models as m
 from mlpilot.tracking.filter import parse_filter
-from mlpilot.tracking.filter_sql import compile_filter, compile_order_by
+from mlpilot.tracking.filter_sql import apply_filter, compile_order_by
 from mlpilot.tracking.models import ArtifactRef, DatasetInfo, DatasetInput, RunInfo, RunPage
 
 __all__ = ["DEFAULT_MAX_RESULTS", "MAX_RESULTS_LIMIT", "load_runs", "search_runs"]
@@ -75,19 +75,42 @@ def metric_value(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _key_values(run_ids: list[str]) -> Any:
-    """Params, latest metrics and tags of ``run_ids`` in one statement: (kind, run_id, key, text, number)."""
-    no_text = cast(null(), Text)
-    no_number = cast(null(), Float)
-    return union_all(
-        select(literal_column("'p'"), Param.run_id, Param.key, Param.value, no_number).where(
-            Param.run_id.in_(run_ids)
-        ),
+def _statements() -> tuple[Any, Any, Any, Any]:
+    """The loading statements, built once: run ids travel as one expanding parameter, not one literal each."""
+    ids: Any = bindparam("ids", expanding=True)
+    no_text, no_number = cast(null(), Text), cast(null(), Float)
+    # Params, latest metrics and tags in one statement: (kind, run_id, key, text, number).
+    key_values = union_all(
+        select(literal_column("'p'"), Param.run_id, Param.key, Param.value, no_number).where(Param.run_id.in_(ids)),
         select(literal_column("'m'"), LatestMetric.run_id, LatestMetric.key, no_text, LatestMetric.value).where(
-            LatestMetric.run_id.in_(run_ids)
+            LatestMetric.run_id.in_(ids)
         ),
-        select(literal_column("'t'"), Tag.run_id, Tag.key, Tag.value, no_number).where(Tag.run_id.in_(run_ids)),
+        select(literal_column("'t'"), Tag.run_id, Tag.key, Tag.value, no_number).where(Tag.run_id.in_(ids)),
     )
+    inputs = (
+        select(
+            RunInput.run_id,
+            RunInput.context,
+            Dataset.name,
+            Dataset.digest,
+            Dataset.num_rows,
+            Dataset.schema,
+            Dataset.source,
+        )
+        .join(Dataset, Dataset.id == RunInput.dataset_id)
+        .where(RunInput.run_id.in_(ids))
+        .order_by(RunInput.run_id, Dataset.id, RunInput.context)
+    )
+    artifacts = (
+        select(RunArtifact.run_id, RunArtifact.path, RunArtifact.sha256, RunArtifact.size)
+        .where(RunArtifact.run_id.in_(ids))
+        .order_by(RunArtifact.run_id, RunArtifact.path)
+    )
+    environments = select(Run.id, Run.environment).where(Run.id.in_(ids))
+    return key_values, inputs, artifacts, environments
+
+
+_KEY_VALUES, _INPUTS, _ARTIFACTS, _ENVIRONMENTS = _statements()
 
 
 def load_runs(session: Session, infos: Sequence[RunInfo], *, with_environment: bool = False) -> list[m.Run]:
@@ -100,38 +123,21 @@ def load_runs(session: Session, infos: Sequence[RunInfo], *, with_environment: b
     artifacts: dict[str, list[ArtifactRef]] = {i: [] for i in ids}
     environments: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[start : start + _ID_CHUNK]
-        for kind, run_id, key, text_value, num_value in session.execute(_key_values(chunk)):
+        chunk = {"ids": ids[start : start + _ID_CHUNK]}
+        for kind, run_id, key, text_value, num_value in session.execute(_KEY_VALUES, chunk).all():
             if kind == "m":
                 metrics[run_id][key] = metric_value(num_value)
             elif kind == "p":
                 params[run_id][key] = text_value
             else:
                 tags[run_id][key] = text_value
-        for run_id, context, name, digest, num_rows, schema, source in session.execute(
-            select(
-                RunInput.run_id,
-                RunInput.context,
-                Dataset.name,
-                Dataset.digest,
-                Dataset.num_rows,
-                Dataset.schema,
-                Dataset.source,
-            )
-            .join(Dataset, Dataset.id == RunInput.dataset_id)
-            .where(RunInput.run_id.in_(chunk))
-            .order_by(RunInput.run_id, Dataset.id, RunInput.context)
-        ):
+        for run_id, context, name, digest, num_rows, schema, source in session.execute(_INPUTS, chunk).all():
             dataset = DatasetInfo(name=name, digest=digest, num_rows=num_rows, schema_=schema, source=source)
             inputs[run_id].append(DatasetInput(dataset=dataset, context=context))
-        for run_id, path, sha256, size in session.execute(
-            select(RunArtifact.run_id, RunArtifact.path, RunArtifact.sha256, RunArtifact.size)
-            .where(RunArtifact.run_id.in_(chunk))
-            .order_by(RunArtifact.run_id, RunArtifact.path)
-        ):
+        for run_id, path, sha256, size in session.execute(_ARTIFACTS, chunk).all():
             artifacts[run_id].append(ArtifactRef(path=path, sha256=sha256, size=size))
         if with_environment:
-            for run_id, env in session.execute(select(Run.id, Run.environment).where(Run.id.in_(chunk))):
+            for run_id, env in session.execute(_ENVIRONMENTS, chunk).all():
                 environments[run_id] = env or {}
     return [
         m.Run(
@@ -197,7 +203,7 @@ def search_runs(
     if experiment_ids is not None:
         query = query.where(Run.experiment_id.in_(list(experiment_ids)))
     if filter_string and filter_string.strip():
-        query = query.where(compile_filter(parse_filter(filter_string), dialect))
+        query = apply_filter(query, parse_filter(filter_string), dialect)
     # One extra row tells whether another page exists without a COUNT over the whole result.
     query = query.order_by(*compile_order_by(order_by)).offset(offset).limit(limit + 1)
     rows = session.execute(query).all()

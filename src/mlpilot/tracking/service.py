@@ -56,6 +56,7 @@ __all__ = ["MAX_KEY_LENGTH", "MAX_PARAM_LENGTH", "MetricRow", "TrackingService",
 
 MAX_KEY_LENGTH = 256
 MAX_PARAM_LENGTH = 65_535
+MAX_CONTEXT_LENGTH = 64
 #: A metric point as the writer batches it: (key, value, step, timestamp in ms).
 MetricRow = tuple[str, float, int, int]
 
@@ -380,7 +381,12 @@ class TrackingService:
 
     def log_dataset(self, run_id: str, dataset: DatasetInfo, *, context: str = "train", actor: str = "local") -> None:
         """Record that the run used ``dataset`` (identified by content hash and name) as ``context``."""
-        _check_key(context, "context")
+        if not isinstance(context, str) or not context or len(context) > MAX_CONTEXT_LENGTH:
+            raise InvalidInputError(
+                f"context must be a non-empty string of at most {MAX_CONTEXT_LENGTH} characters, "
+                f"got {str(context)[:80]!r}",
+                field="context",
+            )
         with self.store.write() as session:
             self._require_run(session, run_id)
             stmt = self._insert(Dataset).values(

@@ -151,8 +151,10 @@ class BackgroundWriter:
     # -- writer side -----------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while not self._stopped.is_set():
+        while True:
             self._wake.wait(self.flush_interval)
+            if self._stopped.is_set():
+                return  # close() writes what is left, with the run's end when it has one
             self._wake.clear()
             if self._error is None:
                 self._drain()
