@@ -23,7 +23,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[dev,sklearn,xgboost,lightgbm,onnx,torch,pyfunc,postgres,redis,s3,monitor,features,serve]'
+	$(PIP) install -e '.[dev,sklearn,xgboost,lightgbm,onnx,torch,pyfunc,postgres,redis,s3,monitor,features,serve,k8s]'
 	@touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed

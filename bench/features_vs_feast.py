@@ -71,7 +71,11 @@ def generate(folder: Path, seed: int = 11) -> None:
     for name in FEATURES:
         columns[name] = rng.random(ENTITIES * HOURS)
     # Row groups of ~128k rows, as DuckDB and Spark write them, so both tools can scan in parallel.
-    pq.write_table(pa.table(columns), folder / "features.parquet", row_group_size=131_072)
+    table = pa.table(columns)
+    pq.write_table(table, folder / "features.parquet", row_group_size=131_072)
+    # The same rows in time order (as append-only pipelines write them), for an mlpilot-only sensitivity row.
+    order = np.lexsort((ids, hours))
+    pq.write_table(table.take(order), folder / "features-by-time.parquet", row_group_size=131_072)
     # Entity times spread over the data and up to 9 days past it: some rows hit the 7-day TTL.
     offsets = rng.integers(-3600, (HOURS + 24 * 9) * 3600, ENTITY_ROWS)
     entity = {
@@ -85,13 +89,13 @@ def generate(folder: Path, seed: int = 11) -> None:
 # ---------------------------------------------------------------------------------------------------- workers
 
 
-def _mlpilot_view(folder: Path) -> Any:
+def _mlpilot_view(folder: Path, file: str = "features.parquet") -> Any:
     from mlpilot.features import Entity, Feature, FeatureView, ParquetSource
 
     return FeatureView(
         "stats",
         [Entity("customer", ["customer_id"])],
-        ParquetSource(str(folder / "features.parquet")),
+        ParquetSource(str(folder / file)),
         timestamp_field="event_timestamp",
         ttl=TTL,
         features=[Feature(name, "float64") for name in FEATURES],
@@ -140,14 +144,15 @@ def worker_join(tool: str, folder: Path, out: Path, repeats: int) -> dict[str, A
 
         def run() -> Any:
             return store.get_historical_features(entity_df=entity_df, features=refs).to_df()
-    elif tool in ("mlpilot", "mlpilot-arrow"):
+    elif tool.startswith("mlpilot"):
         from mlpilot.features import get_training_set
 
-        view = _mlpilot_view(folder)
-        output = "pandas" if tool == "mlpilot" else "arrow"
+        view = _mlpilot_view(folder, "features-by-time.parquet" if tool == "mlpilot-by-time" else "features.parquet")
+        output = "arrow" if tool == "mlpilot-arrow" else "pandas"
+        engine = "duckdb" if tool == "mlpilot-duckdb" else "auto"
 
         def run() -> Any:
-            return get_training_set(entity_df, [view], output=output).data
+            return get_training_set(entity_df, [view], output=output, engine=engine).data
     else:  # pandas.merge_asof: the bare join, for scale (no TTL bookkeeping, no report)
         import pandas as pd
 
@@ -189,6 +194,11 @@ def worker_materialize(tool: str, folder: Path, out: Path, redis_url: str | None
             "peak_mb": _peak_rss_mb(),
             "online": str(work),
         }
+    # Time the work, not first-use imports (Feast's happen when its FeatureStore is built, before its clock).
+    import duckdb  # noqa: F401
+    import numpy  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
     from mlpilot.features import materialize, open_online_store
 
     view = _mlpilot_view(folder)
@@ -223,6 +233,15 @@ def worker_online(tool: str, folder: Path, out: Path, redis_url: str | None, onl
         def read(ids: list[int]) -> dict[str, list[Any]]:
             rows = [{"customer_id": i} for i in ids]
             return dict(store.get_online_features(features=refs, entity_rows=rows).to_dict())
+    elif tool == "mlpilot-lookup":  # what a model server does per request, lookup log included
+        from mlpilot.features import FeatureLookup, open_online_store
+
+        mstore = open_online_store(f"sqlite:///{Path(online) / 'online.db'}")
+        lookup = FeatureLookup([_mlpilot_view(folder)], store=mstore, log_url=str(out.parent / "lookup-log"))
+        now_us = int((START + timedelta(hours=HOURS)).timestamp() * 1_000_000)
+
+        def read(ids: list[int]) -> dict[str, list[Any]]:
+            return lookup.lookup({"customer_id": ids}, now_us=now_us)
     else:
         from mlpilot.features import OnlineReader, open_online_store
 
@@ -336,13 +355,22 @@ def main() -> None:
             f"data: {ENTITIES * HOURS:,} feature rows, {ENTITY_ROWS:,} entity rows ({time.perf_counter() - t0:.1f} s)"
         )
         r = str(args.repeats)
+        load_before = os.getloadavg()[0]
         join = {
             "feast": _run(args.feast_python, ["join", "feast", tmp, str(folder / "feast.parquet"), r]),
             "mlpilot": _run(me, ["join", "mlpilot", tmp, str(folder / "mlpilot.parquet"), r]),
             "mlpilot (Arrow output)": _run(me, ["join", "mlpilot-arrow", tmp, "-", r]),
+            "mlpilot (DuckDB engine)": _run(me, ["join", "mlpilot-duckdb", tmp, str(folder / "duck.parquet"), r]),
+            "mlpilot (time-ordered file)": _run(
+                me, ["join", "mlpilot-by-time", tmp, str(folder / "bytime.parquet"), r]
+            ),
             "pandas.merge_asof": _run(me, ["join", "pandas", tmp, str(folder / "pandas.parquet"), r]),
         }
         same, detail = _same_join(folder / "mlpilot.parquet", folder / "feast.parquet")
+        for label, path in (("DuckDB engine", "duck.parquet"), ("time-ordered file", "bytime.parquet")):
+            other_same, other_detail = _same_join(folder / path, folder / "feast.parquet")
+            same = same and other_same
+            detail += f"; {label}: {'identical' if other_same else other_detail}"
         mat = {
             "feast": _run(args.feast_python, ["materialize", "feast", tmp, "-", ""]),
             "mlpilot (SQLite)": _run(me, ["materialize", "mlpilot", tmp, "-", ""]),
@@ -360,16 +388,23 @@ def main() -> None:
                 args.feast_python, ["online", "feast", tmp, str(folder / "on-feast.json"), "", feast_repo]
             ),
             "mlpilot (SQLite)": _run(me, ["online", "mlpilot", tmp, str(folder / "on-ml.json"), "", str(mlpilot_repo)]),
+            "mlpilot FeatureLookup (SQLite, lookup log on)": _run(
+                me, ["online", "mlpilot-lookup", tmp, str(folder / "on-lookup.json"), "", str(mlpilot_repo)]
+            ),
         }
         if redis_ok:
             online["mlpilot (Redis)"] = _run(
                 me, ["online", "mlpilot", tmp, str(folder / "on-redis.json"), redis_url, "-"]
             )
             _drop_redis_prefix(args.redis_url, prefix)
-        online_same = _same_online(folder / "on-ml.json", folder / "on-feast.json")
-    print(_report(join, same, detail, mat, online, online_same, args.repeats))
+        online_same = _same_online(folder / "on-ml.json", folder / "on-feast.json") and _same_online(
+            folder / "on-lookup.json", folder / "on-feast.json"
+        )
+        loads = (load_before, os.getloadavg()[0])
+    report = _report(join, same, detail, mat, online, online_same, args.repeats, loads)
+    print(report)
     if args.out:
-        args.out.write_text(_report(join, same, detail, mat, online, online_same, args.repeats) + "\n")
+        args.out.write_text(report + "\n")
 
 
 def _drop_redis_prefix(url: str, prefix: str) -> None:
@@ -390,6 +425,7 @@ def _report(
     online: dict[str, Any],
     online_same: bool,
     repeats: int,
+    loads: tuple[float, float],
 ) -> str:
     def med(r: dict[str, Any], key: str = "times") -> float:
         return float(statistics.median(r[key]))
@@ -401,7 +437,8 @@ def _report(
         f"{platform.platform()}. Data: {ENTITIES * HOURS:,} feature rows ({ENTITIES:,} entities x {HOURS} hourly "
         f"timestamps x {len(FEATURES)} float features, TTL 7 days), {ENTITY_ROWS:,} entity rows. Each tool in its "
         "own subprocess; time = median of "
-        f"{repeats} runs in one process (pandas output for both), peak = VmHWM of that process.",
+        f"{repeats} runs in one process (pandas output for both), peak = VmHWM of that process. Load average "
+        f"(1 min) at the start and end of the run: {loads[0]:.1f} / {loads[1]:.1f}.",
         "",
         "| training-set join | time (s) | CPU time (s) | peak RSS (MB) | RSS before (MB) |",
         "|---|---|---|---|---|",

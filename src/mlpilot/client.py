@@ -6,7 +6,8 @@
 >>> client = mlpilot.Client("postgresql+psycopg://db/mlpilot")  # doctest: +SKIP
 
 Either way the same backends are used by the same SDK code: ``client.tracking`` (a ``TrackingBackend``),
-``client.registry`` (a ``RegistryBackend``) and ``client.artifacts`` (an ``ArtifactStore``).
+``client.registry`` (a ``RegistryBackend``), ``client.deployments`` (a ``DeploymentsBackend``) and
+``client.artifacts`` (an ``ArtifactStore``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from mlpilot.artifacts import ArtifactStore, open_artifact_store
 from mlpilot.config import Settings, load_settings
+from mlpilot.deploy import Deployments, DeploymentsBackend
 from mlpilot.registry import ModelVersionInfo, Predictor, RegistryBackend, RegistryService
 from mlpilot.registry import load_model as _load_model
 from mlpilot.registry import log_model as _log_model
@@ -46,8 +48,10 @@ class Client:
         self.tracking: TrackingBackend
         self.registry: RegistryBackend
         self.artifacts: ArtifactStore
+        self.deployments: DeploymentsBackend
         if target is not None and target.startswith(("http://", "https://")):
             from mlpilot.remote.artifacts import RestArtifactStore
+            from mlpilot.remote.deploy import RestDeployments
             from mlpilot.remote.http import HttpTransport
             from mlpilot.remote.registry import RestRegistry
             from mlpilot.remote.tracking import RestTracking
@@ -58,6 +62,7 @@ class Client:
             self.tracking = RestTracking(transport)
             self.registry = RestRegistry(transport)
             self.artifacts = RestArtifactStore(transport)
+            self.deployments = RestDeployments(transport)
             self._closers: list[Any] = [transport]
         else:
             from mlpilot.store import Store
@@ -68,6 +73,7 @@ class Client:
             self.tracking = TrackingService(store)
             self.registry = RegistryService(store)
             self.artifacts = open_artifact_store(artifact_url or self.settings.resolved_artifact_url)
+            self.deployments = Deployments(store, artifacts=self.artifacts)
             self._closers = [self.artifacts, store]
 
     def __repr__(self) -> str:

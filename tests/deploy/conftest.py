@@ -3,6 +3,9 @@ clock, so canary durations are stepped through without sleeping."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 from mlpilot.deploy import Deployments, VariantStats
@@ -29,7 +32,9 @@ def signature(width: int = 4, dtype: str = "float64") -> Signature:
     )
 
 
-def register(registry: RegistryService, name: str = "churn", *, accuracy: float = 0.9, sig: Signature | None = None) -> int:
+def register(
+    registry: RegistryService, name: str = "churn", *, accuracy: float = 0.9, sig: Signature | None = None
+) -> int:
     new = NewModelVersion(
         flavor="sklearn",
         artifact_sha256="0" * 64,
@@ -94,3 +99,23 @@ def traffic(
     deployments.record_observations(
         name, source=source, revision=info.revision, rollout=info.spec.rollout, variants=variants
     )
+
+
+def log_tiny_models(registry: Any, artifacts: Any, accuracies: Sequence[float], name: str = "churn") -> list[int]:
+    """Register real (tiny) scikit-learn classifiers on 4 features, one per recorded accuracy."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from mlpilot.registry import log_model
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(int)
+    versions = []
+    for i, acc in enumerate(accuracies):
+        model = LogisticRegression(C=1.0 + i).fit(X, y)
+        info = log_model(
+            model, name, registry=registry, artifacts=artifacts, input_example=X[:10], metrics={"accuracy": acc}
+        )
+        versions.append(info.version)
+    return versions

@@ -71,9 +71,10 @@ def test_online_matches_offline_at_the_materialization_time(make_view: Any, onli
     ),
     st.integers(0, 12),
     st.one_of(st.none(), st.integers(1, 6)),
+    st.sampled_from(["memory", "duckdb"]),
 )
 def test_online_equals_offline_on_random_data(
-    raw: list[tuple[int, int, int, bool]], at_h: int, ttl: int | None
+    raw: list[tuple[int, int, int, bool]], at_h: int, ttl: int | None, engine: Any
 ) -> None:
     rows = pa.table(
         {
@@ -95,8 +96,56 @@ def test_online_equals_offline_on_random_data(
     at = hours(at_h)
     keys = [0, 1, 2, 3]
     with open_online_store("sqlite:///:memory:") as store:
-        materialize([view], end=at, now=at, store=store)
+        materialize([view], end=at, now=at, store=store, engine=engine)
         assert online_at(view, keys, at, store) == offline_at(view, keys, at)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 10), st.integers(-1, 4), st.booleans()),
+        min_size=1,
+        max_size=14,
+    ),
+    st.booleans(),
+    st.one_of(st.none(), st.integers(1, 6)),
+    st.one_of(st.none(), st.integers(1, 4)),
+    st.integers(2, 12),
+)
+def test_both_engines_write_the_same_rows_and_watermarks(
+    raw: list[tuple[int, int, int, bool]], bitemporal: bool, ttl: int | None, span: int | None, at_h: int
+) -> None:
+    """Two incremental runs (the second over a window after the first's watermark), sliced or not."""
+    rows = pa.table(
+        {
+            "cid": pa.array([c for c, _, _, _ in raw], pa.int64()),
+            "et": pa.array([hours(e) for _, e, _, _ in raw], pa.timestamp("us")),
+            "av": pa.array([None if never else hours(e + d) for _, e, d, never in raw], pa.timestamp("us")),
+            "x": pa.array([float(i) for i in range(len(raw))], pa.float64()),
+            "when": pa.array([hours(i) for i in range(len(raw))], pa.timestamp("us")),
+        }
+    )
+    view = FeatureView(
+        "txn",
+        [Entity("customer", ["cid"])],
+        TableSource(rows),
+        "et",
+        available_at_field="av" if bitemporal else None,
+        ttl=None if ttl is None else timedelta(hours=ttl),
+        features=[Feature("x", "float64"), Feature("when", "timestamp")],
+    )
+    stored = {}
+    for engine in ("memory", "duckdb"):
+        with open_online_store("sqlite:///:memory:") as store:
+            results = []
+            for end in (hours(at_h // 2), hours(at_h)):
+                kwargs: dict[str, Any] = {"end": end, "now": end, "store": store, "engine": engine}
+                if span is not None:
+                    kwargs["slice_span"] = timedelta(hours=span)
+                results += materialize([view], **kwargs)
+            keys = [f"[{c}]" for c in range(4)]
+            stored[engine] = (store.read("txn", keys), store.read_watermark("txn"), results)
+    assert stored["memory"] == stored["duckdb"]
 
 
 def _parquet_view(folder: Path, *, available: bool, ttl: timedelta | None) -> FeatureView:

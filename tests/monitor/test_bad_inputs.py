@@ -108,7 +108,7 @@ def test_text_in_a_numeric_column_names_the_column(make_table: Callable[..., dic
         (lambda t: compare(t, t, no_such_option=1), "no_such_option"),
         (lambda t: compare(t, t, numeric_test="anderson"), "numeric_test"),
         (lambda t: compare(t, t, segments=["region"]), "segments"),
-        (lambda t: compare(profile(t), t, segments=["x0"]), "segments"),
+        (lambda t: compare(profile(t), t, segments=["nope"]), "segments"),
         (lambda t: compare(t, t, prediction="nope"), "prediction"),
         (lambda t: compare(t, {"x0": [1.0, 2.0], "x1": [1.0]}), "x1"),
         (lambda t: compare(t, [1, 2, 3]), "table"),

@@ -109,3 +109,33 @@ def test_malformed_profile_dict_is_rejected() -> None:
     del good["columns"]["x"]["sketch"]
     with pytest.raises(InvalidInputError, match="malformed"):
         Profile.from_dict(good)
+
+
+def test_parquet_paths_give_the_same_profile_and_report(
+    make_table: Callable[..., dict[str, Any]], tmp_path: Any
+) -> None:
+    import pyarrow.parquet as pq
+
+    ref = make_table(3000, seed=31, numeric=3, categorical=2)
+    cur = make_table(3000, seed=32, numeric=3, categorical=2, shift={"x1": 0.3})
+    ref["x0"][[5, 9]] = np.nan
+    cur["c1"] = np.where(np.arange(3000) % 50 == 0, None, cur["c1"]).astype(object)
+    ref_path, cur_path = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
+    # Several row groups and a column with nulls: the reader must stitch chunks and keep the missing values.
+    pq.write_table(pa.table(ref), ref_path, row_group_size=700)
+    pq.write_table(pa.table(cur), cur_path, row_group_size=700)
+    assert profile(str(ref_path)).to_dict() == profile(pa.table(ref)).to_dict()
+    from_files = compare(ref_path, str(cur_path), segments=["c0"]).to_dict()
+    from_tables = compare(pa.table(ref), pa.table(cur), segments=["c0"]).to_dict()
+    assert from_files == from_tables
+    assert from_files["drifted_features"] == ["x1"]
+
+
+def test_an_unreadable_parquet_path_names_the_table(tmp_path: Any) -> None:
+    from mlpilot.errors import InvalidInputError
+
+    bad = tmp_path / "broken.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(InvalidInputError) as info:
+        profile(str(bad))
+    assert info.value.field == "table"

@@ -8,6 +8,19 @@ import sys
 import mlpilot.monitor as monitor
 
 EXPECTED = {
+    "AlertRule",
+    "AlertRuleInfo",
+    "AlertTransition",
+    "CheckResult",
+    "CheckSummary",
+    "EndpointConfig",
+    "LabelBatch",
+    "LabelReceipt",
+    "Monitor",
+    "MonitorBackend",
+    "Window",
+    "WindowSpec",
+    "log_labels",
     "DriftConfig",
     "DriftReport",
     "FeatureDrift",

@@ -72,3 +72,24 @@ def test_summary_names_drifted_features_and_findings(
     assert "drifted: income" in text
     assert "accuracy fell" in text
     assert "region=EU" in text
+
+
+def test_from_dict_rebuilds_the_same_report(
+    report_inputs: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    from mlpilot.errors import InvalidInputError
+    from mlpilot.monitor import DriftReport
+
+    ref, cur = report_inputs
+    report = compare(ref, cur, segments=["region"], prediction="pred", target="label", score="proba")
+    report.timeline = [{"start": 0, "end": 60_000, "rows": 10, "labeled": 10, "metrics": {"accuracy": 0.9}}]
+    stored = json.loads(json.dumps(report.to_dict()))
+    again = DriftReport.from_dict(stored)
+    assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(report.to_dict(), sort_keys=True)
+    assert [s.describe() for s in again.slices] == [s.describe() for s in report.slices]
+    html = again.to_html(tmp_path / "again.html").read_text(encoding="utf-8")
+    assert "accuracy over time" in html
+    with pytest.raises(InvalidInputError, match="format"):
+        DriftReport.from_dict({"format": "something/else"})
+    with pytest.raises(InvalidInputError, match="malformed"):
+        DriftReport.from_dict({**stored, "features": {"x": {"feature": "x"}}})

@@ -67,15 +67,19 @@ def frame_model(customers: Any) -> Any:
     return make_pipeline(prep, LogisticRegression()).fit(frame, label)
 
 
-@pytest.fixture
-def source(cancer: Any, cancer_model: Any, customers: Any, frame_model: Any) -> InMemorySource:
-    """``cancer`` (30 float64 features, one tensor input) and ``customers`` (a table), alias ``champion`` each."""
+def _two_models(cancer: Any, cancer_model: Any, customers: Any, frame_model: Any) -> InMemorySource:
     X, _ = cancer
     frame, _ = customers
     src = InMemorySource()
     src.add("cancer", cancer_model, input_example=X[:5], aliases=["champion"], flavor="sklearn")
     src.add("customers", frame_model, input_example=frame.head(5), aliases=["champion"], flavor="sklearn")
     return src
+
+
+@pytest.fixture
+def source(cancer: Any, cancer_model: Any, customers: Any, frame_model: Any) -> InMemorySource:
+    """``cancer`` (30 float64 features, one tensor input) and ``customers`` (a table), alias ``champion`` each."""
+    return _two_models(cancer, cancer_model, customers, frame_model)
 
 
 Serve = Callable[..., RunningServer]
@@ -101,9 +105,21 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def server(
+    cancer: Any, cancer_model: Any, customers: Any, frame_model: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """Both models served with default settings, shared by a module's tests (they must not count on metrics)."""
+    source = _two_models(cancer, cancer_model, customers, frame_model)
+    config = ServeConfig.from_refs(["cancer@champion", "customers@champion"], refresh_interval=0)
+    running = serve_in_thread(source, config=config, log_url=tmp_path_factory.mktemp("predictions"))
+    yield running
+    running.stop()
+
+
 @pytest.fixture
-def server(serve: Serve, source: InMemorySource) -> RunningServer:
-    """Both models served with default settings."""
+def fresh_server(serve: Serve, source: InMemorySource) -> RunningServer:
+    """Both models served with default settings, for one test."""
     return serve(source, ["cancer@champion", "customers@champion"])
 
 

@@ -17,7 +17,8 @@ def _families(url: str) -> dict[str, Any]:
     return {family.name: family for family in text_string_to_metric_families(response.text)}
 
 
-def test_metrics_parse_and_follow_prometheus_naming(server: RunningServer, cancer: Any) -> None:
+def test_metrics_parse_and_follow_prometheus_naming(fresh_server: RunningServer, cancer: Any) -> None:
+    server = fresh_server
     X, _ = cancer
     with httpx.Client(base_url=server.url) as http:
         for i in range(5):
@@ -60,9 +61,7 @@ def test_metrics_parse_and_follow_prometheus_naming(server: RunningServer, cance
     assert requests[("_unknown", "", "v2", "404")] == 1
     rows = {s.name: s.value for s in families["mlpilot_serve_batch_size_rows"].samples if s.labels["model"] == "cancer"}
     assert rows["mlpilot_serve_batch_size_rows_sum"] == 11
-    durations = [
-        s for s in families["mlpilot_serve_request_duration_seconds"].samples if s.name.endswith("_count")
-    ]
+    durations = [s for s in families["mlpilot_serve_request_duration_seconds"].samples if s.name.endswith("_count")]
     assert sum(s.value for s in durations if s.labels["model"] == "cancer") == 7
     loads = {s.labels["model"] for s in families["mlpilot_serve_model_load_duration_seconds"].samples}
     assert loads == {"cancer", "customers"}

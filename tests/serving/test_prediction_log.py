@@ -84,7 +84,7 @@ def test_segments_are_written_in_the_background(source: Any, cancer: Any, tmp_pa
         with httpx.Client(base_url=running.url) as http:
             http.post("/v1/models/cancer:predict", json={"instances": cancer[0][:1].tolist()})
         wait_for(lambda: any((tmp_path / "log").rglob("*.parquet")), what="a segment while serving")
-        assert 'mlpilot_serve_prediction_log_segments_total 1.0' in httpx.get(f"{running.url}/metrics").text
+        assert "mlpilot_serve_prediction_log_segments_total 1.0" in httpx.get(f"{running.url}/metrics").text
     finally:
         running.stop()
 
@@ -101,8 +101,15 @@ def test_sampling_zero_logs_nothing(source: Any, cancer: Any, tmp_path: Path) ->
 
 def _record(i: int, rows: int = 1) -> LogRecord:
     return LogRecord(
-        f"r{i}", 1_700_000_000_000 + i, "v1", "m", 2, rows, {"x": np.full((rows, 2), float(i))},
-        {"output": np.arange(rows)}, 0.001,
+        f"r{i}",
+        1_700_000_000_000 + i,
+        "v1",
+        "m",
+        2,
+        rows,
+        {"x": np.full((rows, 2), float(i))},
+        {"output": np.arange(rows)},
+        0.001,
     )
 
 

@@ -175,3 +175,15 @@ def test_bad_entity_ids(http: httpx.Client, cancer: Any) -> None:
 def test_bad_version_in_the_path(http: httpx.Client, cancer: Any) -> None:
     response = http.post("/v2/models/cancer/versions/one/infer", json={"inputs": []})
     assert _refused(response, field="version")["error"].startswith("version: expected a positive integer")
+
+
+def test_request_ids_that_cannot_go_back_in_a_header(http: httpx.Client, cancer: Any) -> None:
+    tensor = {"name": "input", "datatype": "FP64", "shape": [1, 30], "data": _row(cancer)}
+    for bad in ("two\nlines", "x" * 200, ""):
+        response = http.post("/v2/models/cancer/infer", json={"id": bad, "inputs": [tensor]})
+        assert _refused(response, field="id")["error"].startswith("id: expected 1-128 printable ASCII")
+    response = http.post(
+        "/v1/models/cancer:predict", json={"instances": [_row(cancer)]}, headers={"x-request-id": "a b"}
+    )
+    assert response.status_code == 200
+    assert len(response.headers["x-request-id"]) == 32  # not the caller's: spaces are not allowed

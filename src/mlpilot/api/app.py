@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlpilot.api.deps import Services
-from mlpilot.api.routes import artifacts, registry, tokens, tracking
+from mlpilot.api.routes import artifacts, deploy, features, monitor, registry, tokens, tracking
 from mlpilot.errors import MlpilotError
 
 __all__ = ["create_app"]
@@ -73,7 +73,9 @@ def create_app(services: Services, *, require_auth: bool = False) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        # Scheduled monitoring (checks, alert rules, reference profiles of new versions) runs while serving.
+        with services.monitor.scheduler().running():
+            yield
 
     app = FastAPI(title="mlpilot control plane", version="1", lifespan=lifespan)
     app.state.services = services
@@ -92,6 +94,6 @@ def create_app(services: Services, *, require_auth: bool = False) -> FastAPI:
             session.execute(text("SELECT 1"))
         return {"status": "ok", "store": services.store.dialect}
 
-    for module in (tracking, registry, artifacts, tokens):
+    for module in (tracking, registry, artifacts, tokens, deploy, monitor, features):
         app.include_router(module.router)
     return app

@@ -10,8 +10,13 @@ from fastapi import Depends, Request
 from mlpilot.artifacts import ArtifactStore, open_artifact_store
 from mlpilot.auth import TokenService, role_allows
 from mlpilot.config import Settings
+from mlpilot.deploy import Deployments
 from mlpilot.errors import AuthenticationError, PermissionDeniedError
-from mlpilot.registry import RegistryService
+from mlpilot.features.online import default_online_url
+from mlpilot.features.service import FeatureStoreService
+from mlpilot.monitor.backend import default_predictions_url
+from mlpilot.monitor.service import Monitor
+from mlpilot.registry import RegistryService, load_model
 from mlpilot.store import Store
 from mlpilot.tracking import TrackingService
 
@@ -28,11 +33,25 @@ class Services:
     tracking: TrackingService = field(init=False)
     registry: RegistryService = field(init=False)
     tokens: TokenService = field(init=False)
+    deployments: Deployments = field(init=False)
+    monitor: Monitor = field(init=False)
+    features: FeatureStoreService = field(init=False)
 
     def __post_init__(self) -> None:
         self.tracking = TrackingService(self.store)
         self.registry = RegistryService(self.store)
         self.tokens = TokenService(self.store)
+        self.deployments = Deployments(self.store, artifacts=self.artifacts)
+        self.monitor = Monitor(
+            self.store,
+            self.artifacts,
+            predictions_url=default_predictions_url(self.settings),
+            # Reference profiles include the model's predictions on its training sample.
+            model_loader=lambda name, version: load_model(f"models:/{name}/{version}", self.registry, self.artifacts),
+        )
+        # The online store opens on the first lookup; MLPILOT_FEATURES_ONLINE_URL (once settings has it) or SQLite.
+        online = getattr(self.settings, "features_online_url", None) or default_online_url(self.settings.home)
+        self.features = FeatureStoreService(self.store, online=online)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -40,6 +59,7 @@ class Services:
         return cls(store=store, artifacts=open_artifact_store(settings.resolved_artifact_url), settings=settings)
 
     def close(self) -> None:
+        self.features.close()
         self.artifacts.close()
         self.store.close()
 

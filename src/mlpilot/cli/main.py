@@ -34,7 +34,7 @@ def _register() -> None:
     import importlib
 
     # One module per command group; each lists its commands in COMMANDS.
-    for name in ("server", "serve", "runs", "models", "tokens", "demo"):
+    for name in ("server", "serve", "runs", "models", "tokens", "deploy", "demo", "monitor", "features"):
         module = importlib.import_module(f"mlpilot.cli.{name}")
         for command in module.COMMANDS:
             cli.add_command(command)

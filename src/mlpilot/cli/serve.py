@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlpilot.cli.context import settings
+from mlpilot.cli.context import client, settings, url_option
 from mlpilot.cli.output import err_console
 from mlpilot.errors import InvalidInputError
 
@@ -25,11 +25,9 @@ def _prediction_log_url() -> str:
 
 
 class _JsonLines(logging.Formatter):
-    """Access-log lines are JSON already; other records become one JSON object per line too."""
+    """Log records as one JSON object per line, like the access log."""
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.name == "mlpilot.serving.access":
-            return record.getMessage()
         import orjson
 
         doc: dict[str, Any] = {
@@ -43,7 +41,7 @@ class _JsonLines(logging.Formatter):
         return orjson.dumps(doc).decode()
 
 
-def _setup_logging(level: str, access_log: bool) -> None:
+def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonLines())
     for name in ("mlpilot", "uvicorn.error"):
@@ -51,7 +49,6 @@ def _setup_logging(level: str, access_log: bool) -> None:
         log.handlers[:] = [handler]
         log.setLevel(level.upper())
         log.propagate = False
-    logging.getLogger("mlpilot.serving.access").setLevel(logging.INFO if access_log else logging.WARNING)
 
 
 @click.command("serve")
@@ -76,6 +73,7 @@ def _setup_logging(level: str, access_log: bool) -> None:
 @click.option("--no-prediction-log", is_flag=True, help="Do not log predictions.")
 @click.option("--no-access-log", is_flag=True, help="Do not write an access-log line per request.")
 @click.option("--no-pickle", is_flag=True, help="Refuse pickled Python models (the pyfunc flavor).")
+@url_option
 def serve(
     refs: tuple[str, ...],
     config_path: Path | None,
@@ -92,14 +90,16 @@ def serve(
     no_prediction_log: bool,
     no_access_log: bool,
     no_pickle: bool,
+    url: str | None,
 ) -> None:
     """Serve registered models: REFS like churn@champion or fraud/3 (or --config FILE).
 
     Speaks the Open Inference Protocol v2 (/v2/models/NAME/infer, binary tensors included), MLflow's
     /invocations and /v1/models/NAME:predict; exports /metrics. Alias moves are picked up and hot-swapped.
+    Models come from the registry of --url (a control plane or a database), else of the settings.
     """
-    from mlpilot.client import Client
     from mlpilot.serving import ModelServer, RegistrySource, ServeConfig, load_serve_config
+    from mlpilot.serving.accesslog import AccessLog
 
     if bool(refs) == bool(config_path):
         raise InvalidInputError("name the models to serve as REFS or with --config FILE (not both)", field="refs")
@@ -131,11 +131,14 @@ def serve(
         source="mlpilot serve",
     )
     s = settings()
-    _setup_logging(s.log_level, config.access_log)
-    client = Client()
-    source = RegistrySource(client.registry, client.artifacts, allow_pickle=not no_pickle)
+    _setup_logging(s.log_level)
+    sdk = client(url)
+    source = RegistrySource(sdk.registry, sdk.artifacts, allow_pickle=not no_pickle)
     err_console.print(f"loading {', '.join(m.ref for m in config.models)} …")
-    server = ModelServer(config, source, log_url=_prediction_log_url(), config_path=config_path).load()
+    access = AccessLog(sys.stderr.buffer)
+    server = ModelServer(
+        config, source, log_url=_prediction_log_url(), config_path=config_path, access_log=access
+    ).load()
     for item in server.repository.describe():
         versions = ", ".join(str(v) for v in item["versions"])
         err_console.print(f"  {item['name']}: version {versions} (from {', '.join(item['refs'])})")

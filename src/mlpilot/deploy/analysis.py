@@ -46,6 +46,8 @@ Action = Literal["promote", "continue", "pause", "rollback"]
 Status = Literal["pass", "fail", "inconclusive", "insufficient_data"]
 #: SRM is flagged at a stricter level than the metrics: a false alarm stops a healthy test.
 SRM_ALPHA = 0.001
+#: Failed checks that say something is off without showing the candidate harms: they pause, never roll back.
+_NOT_HARM = frozenset({"prediction_distribution", "sample_ratio"})
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def _guardrails(
 
 def _failure(spec: DeploymentSpec, checks: list[Check], threshold: float | None) -> Decision | None:
     """Rollback (or pause) when a guardrail failed, or on a prediction shift when so configured."""
-    failed = [c for c in checks if c.status == "fail" and c.metric != "prediction_distribution"]
+    failed = [c for c in checks if c.status == "fail" and c.metric not in _NOT_HARM]
     if failed:
         action: Action = "rollback" if spec.analysis.auto_rollback else "pause"
         return Decision(action, "; ".join(f"{c.metric}: {c.detail}" for c in failed), checks, threshold)
@@ -297,7 +299,8 @@ def analyze_canary(spec: DeploymentSpec, data: RolloutData, *, now_ms: int) -> D
         return Decision("continue", "paused: waiting for a human (resume, promote or rollback)", checks, threshold)
     canary = spec.canary
     elapsed = max(0.0, (now_ms - spec.step_started_at) / 1000.0)
-    patience = canary.max_step_seconds or 4 * canary.min_step_seconds
+    # A step short of traffic or labels waits this long before asking a human (pause).
+    patience = canary.max_step_seconds or max(4 * canary.min_step_seconds, 60.0)
     step_requests = data.of(cand, step=True).answered
     label = f"step {spec.step + 1} of {len(canary.steps) - 1} ({cand.weight:g}%)"
     if elapsed < canary.min_step_seconds:

@@ -87,7 +87,8 @@ class CanaryConfig(_Frozen):
     """Canary steps: the canary's share of traffic at each step, and what a step needs before it may advance.
 
     A step lasts at least ``min_step_seconds`` and sees at least ``min_step_requests`` canary requests. A
-    step still inconclusive after ``max_step_seconds`` pauses for a human.
+    step still short of traffic or labels after ``max_step_seconds`` (by default four times the minimum, at
+    least 60 s) pauses for a human.
     """
 
     steps: list[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] = Field(

@@ -349,9 +349,14 @@ class Deployments:
             metric_fn=metric_fn,
         )
 
-    def _gated(self, name: str, version: int, skip_gate: bool, holdout: tuple[Any, Any] | None) -> int:
-        """Run the gate outside any transaction (loading models is slow); return the revision it judged."""
+    def _gated(self, name: str, version: int, skip_gate: bool, holdout: tuple[Any, Any] | None, start: Mutation) -> int:
+        """Run the gate outside any transaction (loading models is slow); return the revision it judged.
+
+        The transition is tried first on the current spec, so that a rollout the state forbids is refused
+        before any model is loaded.
+        """
         info = self.get(name)
+        start(info.spec, info.revision, self.clock())
         if skip_gate:
             return info.revision
         report = self.check_gate(name, version, holdout=holdout)
@@ -359,6 +364,21 @@ class Deployments:
             reasons = "; ".join(f"{c.name}: {c.detail}" for c in report.failures)
             raise ConflictError(f"the gate refused v{version}: {reasons}", field="version", gate=report.to_dict())
         return info.revision
+
+    def _start(
+        self,
+        name: str,
+        version: int,
+        action: str,
+        start: Mutation,
+        *,
+        skip_gate: bool,
+        holdout: tuple[Any, Any] | None,
+        actor: str,
+        reason: str,
+    ) -> DeploymentInfo:
+        seen = self._gated(name, version, skip_gate, holdout, start)
+        return self._change(name, action, start, actor=actor, reason=reason, if_revision=seen, new_versions=[version])
 
     def start_canary(
         self,
@@ -373,17 +393,12 @@ class Deployments:
         reason: str = "",
     ) -> DeploymentInfo:
         """Gate ``version``, then send it the first canary step's share of traffic."""
-        seen = self._gated(name, version, skip_gate, holdout)
-        return self._change(
-            name,
-            "canary_started",
-            lambda s, rev, now: transitions.start_canary(
-                s, version, revision=rev, now_ms=now, canary=canary, analysis=analysis
-            ),
-            actor=actor,
-            reason=reason,
-            if_revision=seen,
-            new_versions=[version],
+
+        def start(s: DeploymentSpec, rev: int, now: int) -> DeploymentSpec:
+            return transitions.start_canary(s, version, revision=rev, now_ms=now, canary=canary, analysis=analysis)
+
+        return self._start(
+            name, version, "canary_started", start, skip_gate=skip_gate, holdout=holdout, actor=actor, reason=reason
         )
 
     def start_blue_green(
@@ -398,17 +413,14 @@ class Deployments:
         reason: str = "",
     ) -> DeploymentInfo:
         """Gate ``version`` and load it next to the primary with no live traffic (its preview route answers)."""
-        seen = self._gated(name, version, skip_gate, holdout)
-        return self._change(
-            name,
-            "blue_green_started",
-            lambda s, rev, now: transitions.start_blue_green(
+
+        def start(s: DeploymentSpec, rev: int, now: int) -> DeploymentSpec:
+            return transitions.start_blue_green(
                 s, version, revision=rev, now_ms=now, retention_seconds=retention_seconds
-            ),
-            actor=actor,
-            reason=reason,
-            if_revision=seen,
-            new_versions=[version],
+            )
+
+        return self._start(
+            name, version, "blue_green_started", start, skip_gate=skip_gate, holdout=holdout, actor=actor, reason=reason
         )
 
     def start_shadow(
@@ -422,15 +434,12 @@ class Deployments:
         reason: str = "",
     ) -> DeploymentInfo:
         """Mirror ``mirror`` percent of live traffic to ``version`` off the response path."""
-        seen = self._gated(name, version, skip_gate, None)
-        return self._change(
-            name,
-            "shadow_started",
-            lambda s, rev, now: transitions.start_shadow(s, version, revision=rev, now_ms=now, mirror=mirror),
-            actor=actor,
-            reason=reason,
-            if_revision=seen,
-            new_versions=[version],
+
+        def start(s: DeploymentSpec, rev: int, now: int) -> DeploymentSpec:
+            return transitions.start_shadow(s, version, revision=rev, now_ms=now, mirror=mirror)
+
+        return self._start(
+            name, version, "shadow_started", start, skip_gate=skip_gate, holdout=None, actor=actor, reason=reason
         )
 
     def start_ab(
@@ -444,16 +453,13 @@ class Deployments:
         reason: str = "",
     ) -> DeploymentInfo:
         """Split traffic between the primary (A) and ``version`` (B), sticky by assignment key."""
-        seen = self._gated(name, version, skip_gate, None)
         config = ab or ABConfig()
-        return self._change(
-            name,
-            "ab_started",
-            lambda s, rev, now: transitions.start_ab(s, version, revision=rev, now_ms=now, ab=config),
-            actor=actor,
-            reason=reason,
-            if_revision=seen,
-            new_versions=[version],
+
+        def start(s: DeploymentSpec, rev: int, now: int) -> DeploymentSpec:
+            return transitions.start_ab(s, version, revision=rev, now_ms=now, ab=config)
+
+        return self._start(
+            name, version, "ab_started", start, skip_gate=skip_gate, holdout=None, actor=actor, reason=reason
         )
 
     def promote(

@@ -23,15 +23,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlpilot.features.catalog import Definitions, Selection, resolve_features
     from mlpilot.features.definitions import Entity, Feature, FeatureRef, FeatureService, FeatureView
+    from mlpilot.features.inference import infer_features, view_from_frame
     from mlpilot.features.leakage import LeakageReport, ViewLeakage
     from mlpilot.features.loader import load_definitions
     from mlpilot.features.lookup import OnlineReader, get_online_features
+    from mlpilot.features.lookup_log import LookupLog
     from mlpilot.features.materialization import MaterializeResult, materialize
     from mlpilot.features.online import OnlineStore, StoredRow, open_online_store
+    from mlpilot.features.parity import Mismatch, ParityReport, parity
     from mlpilot.features.planning import Change, Plan, apply_definitions, plan
     from mlpilot.features.push_api import PushResult, push
     from mlpilot.features.registry import FeatureRegistryBackend, LocalJsonRegistry, RegisteredSpecs
+    from mlpilot.features.rest import RestFeatureStore
+    from mlpilot.features.service import FeatureStoreBackend, FeatureStoreService, OnlineResult
+    from mlpilot.features.serving import FeatureLookup
     from mlpilot.features.sources import ParquetSource, Source, SqlSource, TableSource
+    from mlpilot.features.store_registry import RegistryVersion, StoreFeatureRegistry
     from mlpilot.features.training import TrainingSet, get_training_set
     from mlpilot.features.validate import validate_definitions
 
@@ -40,22 +47,32 @@ __all__ = [
     "Definitions",
     "Entity",
     "Feature",
+    "FeatureLookup",
     "FeatureRef",
     "FeatureRegistryBackend",
     "FeatureService",
+    "FeatureStoreBackend",
+    "FeatureStoreService",
     "FeatureView",
     "LeakageReport",
     "LocalJsonRegistry",
+    "LookupLog",
     "MaterializeResult",
+    "Mismatch",
     "OnlineReader",
+    "OnlineResult",
     "OnlineStore",
+    "ParityReport",
     "ParquetSource",
     "Plan",
     "PushResult",
     "RegisteredSpecs",
+    "RegistryVersion",
+    "RestFeatureStore",
     "Selection",
     "Source",
     "SqlSource",
+    "StoreFeatureRegistry",
     "StoredRow",
     "TableSource",
     "TrainingSet",
@@ -63,13 +80,16 @@ __all__ = [
     "apply_definitions",
     "get_online_features",
     "get_training_set",
+    "infer_features",
     "load_definitions",
     "materialize",
     "open_online_store",
+    "parity",
     "plan",
     "push",
     "resolve_features",
     "validate_definitions",
+    "view_from_frame",
 ]
 
 _HOMES = {
@@ -81,11 +101,17 @@ _HOMES = {
     "FeatureRef": "definitions",
     "FeatureService": "definitions",
     "FeatureView": "definitions",
+    "infer_features": "inference",
+    "view_from_frame": "inference",
     "LeakageReport": "leakage",
     "ViewLeakage": "leakage",
     "load_definitions": "loader",
     "OnlineReader": "lookup",
     "get_online_features": "lookup",
+    "LookupLog": "lookup_log",
+    "Mismatch": "parity",
+    "ParityReport": "parity",
+    "parity": "parity",
     "MaterializeResult": "materialization",
     "materialize": "materialization",
     "OnlineStore": "online",
@@ -100,10 +126,17 @@ _HOMES = {
     "FeatureRegistryBackend": "registry",
     "LocalJsonRegistry": "registry",
     "RegisteredSpecs": "registry",
+    "RestFeatureStore": "rest",
+    "FeatureStoreBackend": "service",
+    "FeatureStoreService": "service",
+    "OnlineResult": "service",
+    "FeatureLookup": "serving",
     "ParquetSource": "sources",
     "Source": "sources",
     "SqlSource": "sources",
     "TableSource": "sources",
+    "RegistryVersion": "store_registry",
+    "StoreFeatureRegistry": "store_registry",
     "TrainingSet": "training",
     "get_training_set": "training",
     "validate_definitions": "validate",

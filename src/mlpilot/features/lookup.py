@@ -12,7 +12,7 @@ call :meth:`OnlineReader.read` per request.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,7 @@ EntityRows = Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
 class _ViewPlan:
     name: str
     keys: tuple[str, ...]
+    key_fields: tuple[str, ...]  # how errors name each key: entity_rows.<key>
     outputs: tuple[str, ...]
     positions: tuple[int, ...]  # of the selected features in the view's payload
     dtypes: tuple[str, ...]
@@ -53,13 +54,18 @@ class OnlineReader:
         store: OnlineStore,
         definitions: Definitions | None = None,
         full_names: bool = False,
+        field_prefix: str = "entity_rows.",
     ) -> None:
         self.store = store
+        self.full_names = full_names
         plans: list[_ViewPlan] = []
         taken: set[str] = set()
         keys: list[str] = []
+        #: output column -> (feature view, feature) it is read from
+        self.sources: dict[str, tuple[str, str]] = {}
         for s in resolve_features(features, definitions):
             outputs = tuple(f"{s.view.name}__{f}" if full_names else f for f in s.features)
+            self.sources.update({out: (s.view.name, f) for out, f in zip(outputs, s.features, strict=True)})
             for name in outputs:
                 if name in taken:
                     raise InvalidInputError(
@@ -73,6 +79,7 @@ class OnlineReader:
                 _ViewPlan(
                     s.view.name,
                     s.view.join_keys,
+                    tuple(f"{field_prefix}{k}" for k in s.view.join_keys),
                     outputs,
                     tuple(codec.names.index(f) for f in s.features),
                     dtypes,
@@ -90,19 +97,27 @@ class OnlineReader:
             )
         self._plans = tuple(plans)
         self.join_keys = tuple(keys)
+        #: output column -> declared dtype of each feature, in output order
+        self.dtypes: dict[str, str] = {
+            name: dtype for plan in self._plans for name, dtype in zip(plan.outputs, plan.dtypes, strict=True)
+        }
 
     def read(self, entity_rows: EntityRows, *, now: datetime | None = None) -> dict[str, list[Any]]:
         """Columns: the join keys as given, then each feature (``None`` if missing or older than the TTL)."""
-        columns = self._key_columns(entity_rows)
-        count = len(columns[self.join_keys[0]]) if self.join_keys else 0
+        columns = self.key_columns(entity_rows)
         now_us = time.time_ns() // 1000 if now is None else to_us(now, "now")
+        return self.read_columns(columns, now_us)
+
+    def read_columns(self, columns: dict[str, list[Any]], now_us: int) -> dict[str, list[Any]]:
+        """:meth:`read` for join-key ``columns`` (lists of equal length) at ``now_us`` (µs since the epoch)."""
+        count = len(columns[self.join_keys[0]]) if self.join_keys else 0
         result: dict[str, list[Any]] = dict(columns)
         for plan in self._plans:
             if len(plan.keys) == 1:
-                entity_keys = [encode_key((value,), plan.keys) for value in columns[plan.keys[0]]]
+                entity_keys = [encode_key((value,), plan.key_fields) for value in columns[plan.keys[0]]]
             else:
                 key_values = [columns[k] for k in plan.keys]
-                entity_keys = [encode_key([col[i] for col in key_values], plan.keys) for i in range(count)]
+                entity_keys = [encode_key([col[i] for col in key_values], plan.key_fields) for i in range(count)]
             stored = self.store.read(plan.name, entity_keys)
             outs: list[list[Any]] = [[None] * count for _ in plan.outputs]
             cutoff = None if plan.ttl_us is None else now_us - plan.ttl_us
@@ -120,19 +135,35 @@ class OnlineReader:
                 result[name] = values_out
         return result
 
-    def _key_columns(self, entity_rows: EntityRows) -> dict[str, list[Any]]:
+    def key_columns(self, entity_rows: EntityRows) -> dict[str, list[Any]]:
+        """The join-key columns of row dicts or a dict of columns, checked (missing keys name the field)."""
         if isinstance(entity_rows, Mapping):
             columns = {}
             for key in self.join_keys:
                 if key not in entity_rows:
                     raise InvalidInputError(f"entity_rows: missing join key {key!r}", field=f"entity_rows.{key}")
-                columns[key] = list(entity_rows[key])
+                values = entity_rows[key]
+                if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+                    raise InvalidInputError(
+                        f"entity_rows.{key}: expected a list of values, got {type(values).__name__}",
+                        field=f"entity_rows.{key}",
+                    )
+                columns[key] = list(values)
             lengths = {len(c) for c in columns.values()}
             if len(lengths) > 1:
                 raise InvalidInputError("entity_rows: join-key columns differ in length", field="entity_rows")
             return columns
         columns = {key: [] for key in self.join_keys}
+        if isinstance(entity_rows, str | bytes) or not isinstance(entity_rows, Iterable):
+            raise InvalidInputError(
+                "entity_rows: expected a list of row mappings or a mapping of columns", field="entity_rows"
+            )
         for i, row in enumerate(entity_rows):
+            if not isinstance(row, Mapping):
+                raise InvalidInputError(
+                    f"entity_rows[{i}]: expected a mapping of join keys, got {type(row).__name__}",
+                    field=f"entity_rows[{i}]",
+                )
             for key in self.join_keys:
                 try:
                     columns[key].append(row[key])

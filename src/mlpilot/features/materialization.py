@@ -22,8 +22,9 @@ interrupted run resumes after the last finished slice.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,11 +32,15 @@ from typing import Any
 
 from mlpilot.errors import InvalidInputError
 from mlpilot.features._codec import PayloadCodec, encode_key, online_columns, store_of, to_us
-from mlpilot.features._duckdb import DuckSession, quote
+from mlpilot.features._duckdb import DEFAULT_MEMORY_LIMIT, DuckSession, quote
+from mlpilot.features._memengine import memory_budget
+from mlpilot.features._memmaterialize import memory_materialize
+from mlpilot.features._memsource import Unsupported
 from mlpilot.features._viewsql import AV, ET, NEVER, SF, SR, E, PreparedView, prepare_view
 from mlpilot.features.catalog import Definitions
 from mlpilot.features.definitions import FeatureView
 from mlpilot.features.online.base import OnlineStore, StoredRow
+from mlpilot.features.training import Engine
 
 __all__ = ["MaterializeResult", "materialize"]
 
@@ -67,11 +72,18 @@ def materialize(
     memory_limit: str | None = None,
     temp_directory: str | Path | None = None,
     now: datetime | None = None,
+    progress: Callable[[str, int], None] | None = None,
+    engine: Engine = "auto",
 ) -> list[MaterializeResult]:
     """Write the latest rows of ``views`` to ``store`` (an ``OnlineStore``, a URL, or the default store).
 
     ``start`` bounds the first (or a non-incremental) run; ``incremental=False`` ignores the watermark.
+    ``progress(view, rows)`` is called when a view starts (``rows=0``) and after each batch it writes.
+    ``engine`` chooses, as for training sets, between NumPy over in-memory rows (``"auto"`` when a view's
+    index fits in half of ``memory_limit``) and DuckDB out of core; both write the same rows.
     """
+    if engine not in ("auto", "memory", "duckdb"):
+        raise InvalidInputError(f"engine: expected 'auto', 'memory' or 'duckdb', got {engine!r}", field="engine")
     if batch_size < 1:
         raise InvalidInputError("batch_size: expected a positive integer", field="batch_size")
     if slice_span is not None and slice_span <= timedelta(0):
@@ -83,19 +95,49 @@ def materialize(
     now_us = to_us(now, "now") if now is not None else time.time_ns() // 1000
     end_us = min(to_us(end, "end"), now_us) if end is not None else now_us
     start_us = None if start is None else to_us(start, "start")
+    budget = memory_budget(memory_limit or DEFAULT_MEMORY_LIMIT)
     online, opened = store_of(store)
     results: list[MaterializeResult] = []
+    session: DuckSession | None = None
     try:
-        with DuckSession(memory_limit=memory_limit, temp_directory=temp_directory) as session:
-            for view in resolved:
-                prepared = prepare_view(view, session)
-                lo = _window_start(prepared, online, incremental, start_us, allowed_lateness)
-                written = _run_view(prepared, online, lo, end_us, slice_span, batch_size)
-                watermark = online.read_watermark(view.name)
-                results.append(
-                    MaterializeResult(view.name, lo, end_us, written, end_us if watermark is None else watermark)
-                )
+        for view in resolved:
+            lo = _window_start(view, online, incremental, start_us, allowed_lateness)
+            if progress is not None:
+                progress(view.name, 0)
+            written: int | None = None
+            if engine != "duckdb":
+                try:
+                    if budget is None:
+                        raise Unsupported(f"memory_limit {memory_limit!r} is not a size such as 2GB")
+                    written = memory_materialize(
+                        view,
+                        online,
+                        lo,
+                        end_us,
+                        functools.partial(_slice_bounds, lo, end_us=end_us, span=slice_span),
+                        batch_size,
+                        budget,
+                        _write,
+                        ET,
+                        AV,
+                        progress,
+                    )
+                except Unsupported as exc:
+                    if engine == "memory":
+                        raise InvalidInputError(
+                            f"engine='memory' cannot materialize {view.name!r}: {exc}", field="engine"
+                        ) from exc
+            if written is None:
+                if session is None:
+                    session = DuckSession(memory_limit=memory_limit, temp_directory=temp_directory)
+                written = _run_view(prepare_view(view, session), online, lo, end_us, slice_span, batch_size, progress)
+            watermark = online.read_watermark(view.name)
+            results.append(
+                MaterializeResult(view.name, lo, end_us, written, end_us if watermark is None else watermark)
+            )
     finally:
+        if session is not None:
+            session.close()
         if opened:
             online.close()
     return results
@@ -110,19 +152,18 @@ def _resolve(view: FeatureView | str, definitions: Definitions | None) -> Featur
 
 
 def _window_start(
-    prepared: PreparedView,
+    view: FeatureView,
     online: OnlineStore,
     incremental: bool,
     start_us: int | None,
     allowed_lateness: timedelta | None,
 ) -> int | None:
-    view = prepared.view
     watermark = online.read_watermark(view.name) if incremental else None
     if watermark is None:
         return start_us
     if allowed_lateness is not None:
         lateness_us: int | None = allowed_lateness // _US
-    elif prepared.bitemporal:
+    elif view.available_at_field is not None:
         lateness_us = 0
     else:
         lateness_us = view.ttl_us
@@ -139,6 +180,7 @@ def _run_view(
     end_us: int,
     slice_span: timedelta | None,
     batch_size: int,
+    progress: Callable[[str, int], None] | None = None,
 ) -> int:
     view = prepared.view
     session = prepared.session
@@ -161,7 +203,10 @@ def _run_view(
             f"{feature_list} FROM w JOIN f ON f.{SF} = w.w.c AND f.{SR} = w.w.d"
         )
         for batch in session.stream_arrow(latest, batch_size):
-            written += _write(view, prepared.keys, batch, online)
+            rows = _write(view, prepared.keys, batch, online)
+            written += rows
+            if progress is not None:
+                progress(view.name, rows)
         online.write_batch(view.name, [], watermark=slice_hi)
     return written
 
@@ -169,13 +214,24 @@ def _run_view(
 def _slices(
     session: DuckSession, rows: str, lo: int | None, end_us: int, span: timedelta | None
 ) -> list[tuple[int | None, int]]:
+    first = None
+    if span is not None and lo is None:
+        found = session.fetchall(f"SELECT min({E}) FROM ({rows}) WHERE {E} <= {end_us}")[0][0]
+        first = None if found is None else int(found)
+    return _slice_bounds(lo, first, end_us, span)
+
+
+def _slice_bounds(
+    lo: int | None, first: int | None, end_us: int, span: timedelta | None
+) -> list[tuple[int | None, int]]:
+    """Time slices ``(lo, hi]`` covering ``(lo, end_us]``; without ``lo`` they start just before ``first``, the
+    earliest usable time of a row to write (one open slice when there is none)."""
     if span is None:
         return [(lo, end_us)] if lo is None or lo < end_us else []
     if lo is None:
-        first = session.fetchall(f"SELECT min({E}) FROM ({rows})")[0][0]
         if first is None:
             return [(None, end_us)]
-        lo = int(first) - 1
+        lo = first - 1
     span_us = span // _US
     bounds: list[tuple[int | None, int]] = []
     while lo < end_us:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mlpilot.errors import ConflictError
 from mlpilot.features.catalog import Definition, Definitions
 from mlpilot.features.definitions import spec_hash
 from mlpilot.features.registry import FeatureRegistryBackend, RegisteredSpecs
@@ -121,14 +122,26 @@ def apply_definitions(
     new_definitions: Definitions | Iterable[Definition],
     *,
     check_sources: bool = True,
+    expected_version: int | None = None,
+    actor: str = "local",
 ) -> Plan:
     """Plan against what ``backend`` holds, then replace it with the new set in one atomic step.
+
+    ``expected_version`` (a reviewed plan's ``base_version``) refuses the apply if anything landed since that
+    plan was shown; by default the apply is checked against the version it just planned against.
 
     Raises :class:`~mlpilot.errors.InvalidInputError` before writing anything if a definition is bad, and
     :class:`~mlpilot.errors.ConflictError` if another apply landed in between (nothing is written either way).
     """
     registered = backend.load_specs()
+    if expected_version is not None and registered.version != expected_version:
+        raise ConflictError(
+            f"feature registry changed since it was planned (version {registered.version}, expected "
+            f"{expected_version}): plan again",
+            expected_version=expected_version,
+            version=registered.version,
+        )
     result = plan(registered, new_definitions, check_sources=check_sources)
     if result.has_changes:
-        backend.apply(result.specs, expected_version=registered.version)
+        backend.apply(result.specs, expected_version=registered.version, actor=actor)
     return result

@@ -1,6 +1,7 @@
 """Where applied feature definitions are kept: a tiny backend contract and a local JSON-file implementation.
 
-The metadata-store backend (versioned specs in the mlpilot database) implements the same
+The metadata-store backend (:class:`~mlpilot.features.StoreFeatureRegistry`, versioned specs in the mlpilot
+database) and the REST one (:class:`~mlpilot.features.RestFeatureStore`) implement the same
 :class:`FeatureRegistryBackend`; :func:`mlpilot.features.apply_definitions` only talks to the contract.
 
     >>> import tempfile, pathlib
@@ -39,14 +40,16 @@ class FeatureRegistryBackend(Protocol):
     Contract:
 
     - ``load_specs()`` returns the last applied set and its version (0 and no specs before the first apply).
-    - ``apply(specs, expected_version=v)`` atomically replaces the whole set and returns the new version (v +
-      1). If the stored version is no longer ``v`` it raises :class:`~mlpilot.errors.ConflictError` and
-      changes nothing, so two concurrent applies never leave a mix: one wins, the other re-plans.
+    - ``apply(specs, expected_version=v, actor=...)`` atomically replaces the whole set and returns the new
+      version (v + 1). If the stored version is no longer ``v`` it raises :class:`~mlpilot.errors.ConflictError`
+      and changes nothing, so two concurrent applies never leave a mix: one wins, the other re-plans.
     """
 
     def load_specs(self) -> RegisteredSpecs: ...
 
-    def apply(self, specs: Sequence[Mapping[str, Any]], *, expected_version: int | None = None) -> int: ...
+    def apply(
+        self, specs: Sequence[Mapping[str, Any]], *, expected_version: int | None = None, actor: str = "local"
+    ) -> int: ...
 
 
 class LocalJsonRegistry:
@@ -71,7 +74,9 @@ class LocalJsonRegistry:
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"feature registry {self.path} is corrupt: {exc}") from exc
 
-    def apply(self, specs: Sequence[Mapping[str, Any]], *, expected_version: int | None = None) -> int:
+    def apply(
+        self, specs: Sequence[Mapping[str, Any]], *, expected_version: int | None = None, actor: str = "local"
+    ) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             current = self.load_specs().version
@@ -83,7 +88,7 @@ class LocalJsonRegistry:
                     version=current,
                 )
             version = current + 1
-            body = json.dumps({"version": version, "specs": list(specs)}, indent=1, sort_keys=True)
+            body = json.dumps({"version": version, "applied_by": actor, "specs": list(specs)}, indent=1, sort_keys=True)
             fd, tmp = tempfile.mkstemp(prefix=".features-", suffix=".json.tmp", dir=self.path.parent)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -12,6 +12,13 @@ The engine is a library for notebooks and CI as much as for the control plane::
     ...'
     report.to_html("drift.html")
 
+On the platform, :class:`Monitor` ties the engine to the registry's training samples, the model server's
+prediction log, late labels (:func:`log_labels`), stored results, alert rules and Prometheus gauges::
+
+    monitor = Monitor(store, artifacts, predictions_url="/srv/predictions")
+    result = monitor.check("churn", WindowSpec(last_rows=5000), html="churn.html")
+    result.drifted_features, result.worst_segment   # (['income'], 'region=EU & plan=basic')
+
 Importing this package is cheap: submodules (and NumPy/PyArrow) load on first use of a name.
 """
 
@@ -21,20 +28,35 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mlpilot.monitor.backend import MonitorBackend, log_labels
     from mlpilot.monitor.drift import DriftConfig, FeatureDrift
     from mlpilot.monitor.engine import compare
+    from mlpilot.monitor.entities import AlertRule, AlertRuleInfo, AlertTransition, CheckSummary, EndpointConfig
     from mlpilot.monitor.fdr import benjamini_hochberg
+    from mlpilot.monitor.labels import LabelBatch, LabelReceipt
     from mlpilot.monitor.multivariate import MultivariateDrift
     from mlpilot.monitor.performance import MetricValue, PerformanceStats
     from mlpilot.monitor.profiles import Profile, ProfileOptions, profile
     from mlpilot.monitor.report import DriftReport, PerformanceSummary, SegmentDrift
+    from mlpilot.monitor.service import CheckResult, Monitor
     from mlpilot.monitor.slices import SliceFinding
+    from mlpilot.monitor.windows import Window, WindowSpec
 
 __all__ = [
+    "AlertRule",
+    "AlertRuleInfo",
+    "AlertTransition",
+    "CheckResult",
+    "CheckSummary",
     "DriftConfig",
     "DriftReport",
+    "EndpointConfig",
     "FeatureDrift",
+    "LabelBatch",
+    "LabelReceipt",
     "MetricValue",
+    "Monitor",
+    "MonitorBackend",
     "MultivariateDrift",
     "PerformanceStats",
     "PerformanceSummary",
@@ -42,12 +64,28 @@ __all__ = [
     "ProfileOptions",
     "SegmentDrift",
     "SliceFinding",
+    "Window",
+    "WindowSpec",
     "benjamini_hochberg",
     "compare",
+    "log_labels",
     "profile",
 ]
 
 _WHERE = {
+    "AlertRule": "entities",
+    "AlertRuleInfo": "entities",
+    "AlertTransition": "entities",
+    "CheckSummary": "entities",
+    "EndpointConfig": "entities",
+    "CheckResult": "service",
+    "Monitor": "service",
+    "MonitorBackend": "backend",
+    "log_labels": "backend",
+    "LabelBatch": "labels",
+    "LabelReceipt": "labels",
+    "Window": "windows",
+    "WindowSpec": "windows",
     "compare": "engine",
     "DriftConfig": "drift",
     "FeatureDrift": "drift",

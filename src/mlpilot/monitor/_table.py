@@ -16,11 +16,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mlpilot.errors import InvalidInputError
 
-__all__ = ["CategoricalColumn", "Column", "NumericColumn", "Table", "to_table"]
+__all__ = [
+    "CategoricalColumn",
+    "Column",
+    "NumericColumn",
+    "ParquetColumn",
+    "Table",
+    "release_arrow_memory",
+    "to_table",
+]
 
 IntArray = npt.NDArray[np.int64]
 _PARALLEL_CELLS = 2_000_000
@@ -28,14 +35,37 @@ _WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
-class NumericColumn:
-    """Float64 values with NaN for missing, either held or converted from Arrow on each access.
+class ParquetColumn:
+    """One column of a Parquet file, read only when needed (and then by itself, single-threaded)."""
 
-    Converting lazily keeps a multi-chunk Arrow column from being copied into NumPy for the whole check: the
-    worker profiling it converts, reads, and lets the copy go. ``materialized()`` converts once and keeps it.
+    path: str
+    name: str
+
+    def read(self, *, as_dictionary: bool = False) -> pa.ChunkedArray:
+        """The column; ``as_dictionary`` keeps Parquet's dictionary encoding (no strings materialized)."""
+        import pyarrow.parquet as pq
+
+        try:
+            # ParquetFile, not read_table: read_table goes through pyarrow.dataset, whose libraries alone add
+            # ~50 MB to the process. One reader per call: readers are not shared between threads.
+            reader = pq.ParquetFile(self.path, read_dictionary=[self.name] if as_dictionary else None)
+            return reader.read(columns=[self.name], use_threads=False).column(0)
+        except (OSError, pa.ArrowException) as exc:
+            raise InvalidInputError(
+                f"column {self.name!r}: cannot read it from {self.path}: {exc}", field=self.name
+            ) from exc
+
+
+@dataclass(frozen=True)
+class NumericColumn:
+    """Float64 values with NaN for missing, either held or converted (from Arrow, or read from a Parquet file)
+    on each access.
+
+    Converting lazily keeps a column from being copied into NumPy for the whole check: the worker profiling it
+    converts (or reads), sorts, and lets the copy go. ``materialized()`` converts once and keeps it.
     """
 
-    source: npt.NDArray[np.float64] | pa.ChunkedArray
+    source: npt.NDArray[np.float64] | pa.ChunkedArray | ParquetColumn
 
     kind = "numeric"
 
@@ -43,7 +73,13 @@ class NumericColumn:
     def values(self) -> npt.NDArray[np.float64]:
         if isinstance(self.source, np.ndarray):
             return self.source
+        if isinstance(self.source, ParquetColumn):
+            return _float_values(self.source.read())
         return _float_values(self.source)
+
+    @property
+    def reads_file(self) -> bool:
+        return isinstance(self.source, ParquetColumn)
 
     def materialized(self) -> NumericColumn:
         return self if isinstance(self.source, np.ndarray) else NumericColumn(self.values)
@@ -120,7 +156,8 @@ def _to_arrow(data: Any) -> pa.Table:
             length = len(arrays[str(name)])
         return pa.table(arrays) if arrays else pa.table({})
     raise InvalidInputError(
-        f"table: expected a pandas or polars DataFrame, a pyarrow Table or a dict of arrays, got {type(data).__name__}",
+        f"table: expected a pandas or polars DataFrame, a pyarrow Table, a dict of arrays or a Parquet file path, "
+        f"got {type(data).__name__}",
         field="table",
     )
 
@@ -157,12 +194,42 @@ def _is_categorical_type(t: pa.DataType) -> bool:
     )
 
 
+def _primitive_view(arr: pa.Array) -> npt.NDArray[Any]:
+    """The values buffer of an integer or float array as a NumPy view (nulls hold arbitrary values).
+
+    Read from the buffers rather than with ``Array.to_numpy``: pyarrow's NumPy conversion adds ~35 MB to the
+    process the first time it runs, which is most of what a check of 100,000 rows needs besides the data.
+    """
+    t = arr.type
+    kind = "f" if pa.types.is_floating(t) else ("i" if pa.types.is_signed_integer(t) else "u")
+    dtype = np.dtype(f"{kind}{t.bit_width // 8}")
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr) + arr.offset)[arr.offset :]
+
+
+def _validity(arr: pa.Array) -> npt.NDArray[np.bool_]:
+    bits = np.frombuffer(arr.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little")[arr.offset : arr.offset + len(arr)].astype(bool)
+
+
+def _chunk_floats(arr: pa.Array) -> npt.NDArray[np.float64]:
+    view = _primitive_view(arr)
+    if arr.null_count == 0:
+        return view if view.dtype == np.float64 else view.astype(np.float64)
+    values = view.astype(np.float64)  # a copy: the nulls can be overwritten
+    values[~_validity(arr)] = np.nan
+    return values
+
+
 def _float_values(col: pa.ChunkedArray) -> npt.NDArray[np.float64]:
-    as_float = col if col.type == pa.float64() else pc.cast(col, pa.float64())
-    if as_float.null_count:
-        as_float = pc.fill_null(as_float, np.nan)
-    # Zero-copy for a single chunk without nulls: the values are only read, never written.
-    values = np.asarray(as_float.to_numpy(), dtype=np.float64)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+        import pyarrow.compute as pc  # only here: its kernels add ~9 MB to a process that never needs them
+
+        col = pc.cast(col, pa.float64())
+    chunks = [_chunk_floats(c) for c in col.chunks]
+    # Zero-copy for one chunk of float64 without nulls: the values are only read, never written.
+    if not chunks:
+        return np.empty(0)
+    values = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
     infinite = np.isinf(values)
     if infinite.any():
         values = np.where(infinite, np.nan, values)
@@ -182,6 +249,12 @@ def _numeric(name: str, col: pa.ChunkedArray) -> NumericColumn:
         ) from exc
 
 
+def _cast(arr: Any, to: pa.DataType) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.cast(arr, to)
+
+
 def _categorical(name: str, col: pa.ChunkedArray) -> CategoricalColumn:
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if arr.type == pa.null():
@@ -189,12 +262,16 @@ def _categorical(name: str, col: pa.ChunkedArray) -> CategoricalColumn:
     try:
         if not pa.types.is_dictionary(arr.type):
             if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-                arr = pc.cast(arr, pa.string())
-            arr = pc.dictionary_encode(arr)
-        dictionary = pc.cast(arr.dictionary, pa.string())
+                arr = _cast(arr, pa.string())
+            arr = arr.dictionary_encode()
+        dictionary = arr.dictionary
+        if not pa.types.is_string(dictionary.type):
+            dictionary = _cast(dictionary, pa.string())
     except pa.ArrowException as exc:
         raise InvalidInputError(f"column {name!r}: cannot read {arr.type} values as categories", field=name) from exc
-    codes = np.asarray(pc.fill_null(arr.indices, -1).to_numpy(), dtype=np.int64)
+    codes = _primitive_view(arr.indices).astype(np.int64)
+    if arr.indices.null_count:
+        codes[~_validity(arr.indices)] = -1
     categories = [str(v) if v is not None else "" for v in dictionary.to_pylist()]
     if len(set(categories)) != len(categories):
         # A dictionary may repeat a value after casting (e.g. 1 and 1.0 both as "1"): remap to distinct codes.
@@ -205,25 +282,69 @@ def _categorical(name: str, col: pa.ChunkedArray) -> CategoricalColumn:
     return CategoricalColumn(codes, categories)
 
 
+def release_arrow_memory() -> None:
+    """Hand the Arrow allocator's freed pages back to the OS. Its default (mimalloc) keeps them per thread, so
+    without this every worker that read a Parquet column would hold its high-water mark until it exits."""
+    pa.default_memory_pool().release_unused()
+
+
+def _is_parquet_path(data: Any) -> bool:
+    return isinstance(data, str | os.PathLike) and str(data).lower().endswith((".parquet", ".pq"))
+
+
+def _parquet_table(path: str, forced: Mapping[str, str]) -> Table:
+    """Numeric columns stay in the file until a worker profiles them; categories are read (and coded) now."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path)
+        schema, rows = meta.schema_arrow, meta.metadata.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInputError(f"table: cannot read Parquet file {path}: {exc}", field="table") from exc
+    columns: dict[str, Column] = {}
+    skipped: dict[str, str] = {}
+    for field in schema:
+        kind = forced.get(field.name)
+        if kind is None:
+            if _is_categorical_type(field.type):
+                kind = "categorical"
+            elif _is_numeric_type(field.type) or field.type == pa.null():
+                kind = "numeric"
+            else:
+                skipped[field.name] = f"unsupported type {field.type}"
+                continue
+        source = ParquetColumn(path, field.name)
+        if kind == "numeric" and _is_numeric_type(field.type):
+            columns[field.name] = NumericColumn(source)
+        elif kind == "numeric":
+            columns[field.name] = _numeric(field.name, source.read())
+        else:
+            dictionary = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
+            columns[field.name] = _categorical(field.name, source.read(as_dictionary=dictionary))
+    return Table(columns, rows, skipped)
+
+
 def to_table(
     data: Any,
     *,
     kinds: Mapping[str, str] | None = None,
     categorical: Collection[str] = (),
 ) -> Table:
-    """Convert ``data`` to typed columns.
+    """Convert ``data`` (a table, or the path of a Parquet file read column by column) to typed columns.
 
     ``kinds`` forces a column's kind (``"numeric"`` or ``"categorical"``), e.g. to read a window the way its
     reference was read; ``categorical`` names numeric columns to treat as categories. Other columns are typed
     by
     their Arrow type; temporal, nested and binary columns are skipped with a note.
     """
-    arrow = _to_arrow(data)
-    columns: dict[str, Column] = {}
-    skipped: dict[str, str] = {}
     forced = dict(kinds or {})
     for name in categorical:
         forced[name] = "categorical"
+    if _is_parquet_path(data):
+        return _parquet_table(os.fspath(data), forced)
+    arrow = _to_arrow(data)
+    columns: dict[str, Column] = {}
+    skipped: dict[str, str] = {}
     todo: list[tuple[str, str, pa.ChunkedArray]] = []
     for name, col in zip(arrow.column_names, arrow.columns, strict=True):
         kind = forced.get(name)

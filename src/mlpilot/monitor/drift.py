@@ -41,7 +41,7 @@ from mlpilot.monitor.stats import (
     psi,
 )
 
-__all__ = ["DriftConfig", "FeatureDrift", "check_feature"]
+__all__ = ["DriftConfig", "FeatureDrift", "check_feature", "feature_from_dict"]
 
 NumericTest = Literal["auto", "ks", "wasserstein", "psi"]
 CategoricalTest = Literal["auto", "chi2", "jensen_shannon", "psi"]
@@ -163,6 +163,43 @@ class FeatureDrift:
             "note": self.note,
             "histogram": self.histogram,
         }
+
+
+def _nan(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _opt(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def feature_from_dict(data: dict[str, Any]) -> FeatureDrift:
+    """Rebuild a :class:`FeatureDrift` from :meth:`FeatureDrift.to_dict` (for stored reports)."""
+    missing = data.get("missing") or {}
+    return FeatureDrift(
+        feature=str(data["feature"]),
+        kind=str(data["kind"]),
+        test=str(data["test"]),
+        statistic=_nan(data.get("statistic")),
+        p_value=_opt(data.get("p_value")),
+        effect_size=_nan(data.get("effect_size")),
+        effect_name=str(data.get("effect_name", "")),
+        threshold=float(data["threshold"]),
+        reference_count=int(data["reference_count"]),
+        current_count=int(data["current_count"]),
+        method=str(data.get("method", "")),
+        q_value=_opt(data.get("q_value")),
+        drifted=bool(data.get("drifted", False)),
+        missing_reference=_nan(missing.get("reference")),
+        missing_current=_nan(missing.get("current")),
+        missing_p_value=_opt(missing.get("p_value")),
+        missing_q_value=_opt(missing.get("q_value")),
+        missing_drifted=bool(missing.get("drifted", False)),
+        new_categories=[str(c) for c in data.get("new_categories", [])],
+        note=str(data.get("note", "")),
+        segment=tuple((str(k), str(v)) for k, v in (data.get("segment") or {}).items()),
+        histogram=dict(data.get("histogram") or {}),
+    )
 
 
 def _missing_test(ref: ColumnProfile, cur: ColumnProfile) -> tuple[float, float, float | None]:

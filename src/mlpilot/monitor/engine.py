@@ -157,10 +157,11 @@ def compare(
         score = score or ref.score
         missing = [s for s in segs if s not in ref.segments]
         if missing:
-            raise InvalidInputError(
-                f"segments: the reference profile has no slices for {missing}; build it with "
-                f"profile(..., segments={segs!r})",
-                field="segments",
+            # Fields the reference never saw (e.g. sent only with requests): the window is still sliced by
+            # them, and each slice compared with the rest of the window instead of with the reference.
+            notes.append(
+                f"segments {missing} are not in the reference profile: their slices are compared with the rest "
+                "of the window"
             )
     else:
         table = _load(
@@ -178,16 +179,21 @@ def compare(
                 seed=cfg.seed,
             ),
         )
-    for role, name in (("prediction", prediction), ("target", target), ("score", score)):
-        if name is not None and name not in ref.columns and role != "target":
+    for role, name in (("prediction", prediction), ("score", score)):
+        if name is None or name in ref.columns:
+            continue
+        if not isinstance(reference, Profile):
             raise InvalidInputError(f"{role}: column {name!r} is not in the reference", field=role)
+        # A stored profile without the model's outputs (no model to run on the training sample): performance
+        # is still measured on the window, only the output's drift is not tested.
+        notes.append(f"{role} column {name!r} is not in the reference profile: its drift is not tested")
     if isinstance(current, Profile):
         cur = current
     else:
         kinds = {name: col.kind for name, col in ref.columns.items()}
         # No `features` filter here: a feature absent from the window is reported as missing, not rejected.
         table = _load(current, categorical=segs, features=None, roles=(prediction, target, score), kinds=kinds)
-        keep = set(ref.columns) | {target, *segs}
+        keep = set(ref.columns) | {prediction, target, score, *segs}
         extra = sorted(set(table.columns) - keep)
         if extra:
             notes.append(f"columns not in the reference were ignored: {', '.join(extra)}")

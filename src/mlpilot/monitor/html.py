@@ -181,6 +181,49 @@ _FEATURE_HEAD = (
 )
 
 
+def _timeline_svg(metric: str, timeline: list[dict[str, object]], width: int = 640, height: int = 180) -> str:
+    """The metric per time bucket of the window as a line with points (buckets without labels are gaps)."""
+    from datetime import UTC, datetime
+
+    points: list[tuple[int, float, int]] = []
+    for i, bucket in enumerate(timeline):
+        value = (bucket.get("metrics") or {}).get(metric)  # type: ignore[attr-defined]
+        if isinstance(value, int | float) and math.isfinite(value):
+            points.append((i, float(value), int(bucket.get("labeled", 0))))  # type: ignore[call-overload]
+    if not points:
+        return '<p class="muted">no labeled rows in the window yet</p>'
+    low = min(v for _, v, _ in points)
+    high = max(v for _, v, _ in points)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    left, right, top, bottom = 48, 12, 10, 28
+    n = max(len(timeline) - 1, 1)
+
+    def x(i: int) -> float:
+        return left + (width - left - right) * i / n
+
+    def y(v: float) -> float:
+        return top + (height - top - bottom) * (1 - (v - low) / (high - low))
+
+    parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    for v in (low, high):
+        parts.append(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(v)}</text>')
+    path = " ".join(f"{'M' if k == 0 else 'L'}{x(i):.1f},{y(v):.1f}" for k, (i, v, _) in enumerate(points))
+    parts.append(f'<path d="{path}" fill="none" stroke="{_CUR}" stroke-width="2"/>')
+    for i, v, labeled in points:
+        parts.append(
+            f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{_CUR}"><title>{escape(metric)} '
+            f"{_fmt(v)} on {labeled:,} labeled rows</title></circle>"
+        )
+    for i in (0, len(timeline) - 1):
+        start = timeline[i].get("start")
+        if isinstance(start, int | float):
+            stamp = datetime.fromtimestamp(start / 1000, tz=UTC).strftime("%m-%d %H:%M")
+            parts.append(f'<text x="{x(i):.1f}" y="{height - 8}" font-size="10" text-anchor="middle">{stamp}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def render_html(report: DriftReport) -> str:
     """The whole page as a string."""
     features = list(report.features.values())
@@ -247,6 +290,8 @@ def render_html(report: DriftReport) -> str:
             )
         out.append("</table>")
         main = "mae" if perf.task == "regression" else "accuracy"
+        if report.timeline:
+            out.append(f"<h2>{escape(main)} over time</h2>" + _timeline_svg(main, report.timeline))
         if perf.by_segment:
             out.append(f"<h2>{escape(main)} by segment</h2>")
             out.append(_segments_svg(main, perf.by_segment, perf.reference_by_segment))

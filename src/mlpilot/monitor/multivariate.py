@@ -26,7 +26,7 @@ import numpy as np
 from mlpilot.monitor.profiles import RowSample
 from mlpilot.monitor.stats import FloatArray, normal_sf
 
-__all__ = ["MultivariateDrift", "pca_drift"]
+__all__ = ["MultivariateDrift", "multivariate_from_dict", "pca_drift"]
 
 _VARIANCE_KEPT = 0.9
 _MIN_REFERENCE_ROWS = 40
@@ -72,6 +72,30 @@ class MultivariateDrift:
             "current_rows": self.current_rows,
             "note": self.note,
         }
+
+
+def multivariate_from_dict(data: dict[str, Any]) -> MultivariateDrift:
+    """Rebuild a :class:`MultivariateDrift` from its ``to_dict()``."""
+
+    def nan(x: Any) -> float:
+        return math.nan if x is None else float(x)
+
+    return MultivariateDrift(
+        statistic=nan(data.get("statistic")),
+        p_value=None if data.get("p_value") is None else float(data["p_value"]),
+        effect_size=nan(data.get("effect_size")),
+        threshold=float(data["threshold"]),
+        reference_error=nan(data.get("reference_error")),
+        current_error=nan(data.get("current_error")),
+        components=int(data.get("components", 0)),
+        features=[str(f) for f in data.get("features", [])],
+        reference_rows=int(data.get("reference_rows", 0)),
+        current_rows=int(data.get("current_rows", 0)),
+        q_value=None if data.get("q_value") is None else float(data["q_value"]),
+        drifted=bool(data.get("drifted", False)),
+        note=str(data.get("note", "")),
+        test=str(data.get("test", "pca_reconstruction")),
+    )
 
 
 def _skipped(note: str, threshold: float) -> MultivariateDrift:

@@ -53,7 +53,19 @@ class MetricValue:
     n: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "low": self.low, "high": self.high, "n": self.n}
+        def num(x: float) -> float | None:
+            return x if math.isfinite(x) else None  # JSON has no NaN or infinity
+
+        return {"name": self.name, "value": num(self.value), "low": num(self.low), "high": num(self.high), "n": self.n}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetricValue:
+        def nan(x: Any) -> float:
+            return math.nan if x is None else float(x)
+
+        return cls(
+            str(data["name"]), nan(data.get("value")), nan(data.get("low")), nan(data.get("high")), int(data["n"])
+        )
 
     @property
     def se(self) -> float:

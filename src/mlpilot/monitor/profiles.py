@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlpilot.errors import InvalidInputError
-from mlpilot.monitor._table import CategoricalColumn, IntArray, NumericColumn, Table, to_table
+from mlpilot.monitor._table import CategoricalColumn, IntArray, NumericColumn, Table, release_arrow_memory, to_table
 from mlpilot.monitor.performance import PerformanceStats, Task, infer_task
 from mlpilot.monitor.sketch import CategoryCounts, NumericSketch
 from mlpilot.monitor.stats import FloatArray
@@ -476,7 +476,11 @@ def build_profile(
         if isinstance(col, NumericColumn):
             values = col.values  # converted here, in the worker, and released when it is done
             rows = values[take] if want_sample and name in sampled else None
-            return NumericProfile.of(values, size), rows
+            summary = NumericProfile.of(values, size)
+            if col.reads_file:
+                del values
+                release_arrow_memory()  # the column's read buffers, held by this worker thread's allocator
+            return summary, rows
         return CategoricalProfile.of(col, options.top_k), None
 
     if table.rows * len(table.columns) >= _PARALLEL_CELLS and _WORKERS > 1:

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlpilot.monitor.drift import DriftConfig, FeatureDrift
-from mlpilot.monitor.multivariate import MultivariateDrift
+from mlpilot.errors import InvalidInputError
+from mlpilot.monitor.drift import DriftConfig, FeatureDrift, feature_from_dict
+from mlpilot.monitor.multivariate import MultivariateDrift, multivariate_from_dict
 from mlpilot.monitor.performance import MetricValue
 from mlpilot.monitor.profiles import SliceKey, slice_label
-from mlpilot.monitor.slices import SliceFinding
+from mlpilot.monitor.slices import SliceFinding, finding_from_dict
 
 __all__ = ["DriftReport", "PerformanceSummary", "SegmentDrift"]
 
@@ -46,9 +47,22 @@ class SegmentDrift:
             "features": {name: f.to_dict() for name, f in self.features.items()},
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentDrift:
+        return cls(
+            tuple((str(k), str(v)) for k, v in data["slice"].items()),
+            int(data["reference_rows"]),
+            int(data["current_rows"]),
+            {name: feature_from_dict(f) for name, f in data["features"].items()},
+        )
+
 
 def _metrics_dict(metrics: dict[str, MetricValue]) -> dict[str, Any]:
     return {name: m.to_dict() for name, m in metrics.items()}
+
+
+def _metrics_from(data: dict[str, Any]) -> dict[str, MetricValue]:
+    return {name: MetricValue.from_dict(m) for name, m in data.items()}
 
 
 @dataclass
@@ -69,6 +83,16 @@ class PerformanceSummary:
             "by_segment": {k: _metrics_dict(v) for k, v in self.by_segment.items()},
             "reference_by_segment": {k: _metrics_dict(v) for k, v in self.reference_by_segment.items()},
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PerformanceSummary:
+        return cls(
+            str(data["task"]),
+            _metrics_from(data["current"]),
+            _metrics_from(data.get("reference") or {}),
+            {k: _metrics_from(v) for k, v in (data.get("by_segment") or {}).items()},
+            {k: _metrics_from(v) for k, v in (data.get("reference_by_segment") or {}).items()},
+        )
 
 
 @dataclass
@@ -93,6 +117,9 @@ class DriftReport:
     performance: PerformanceSummary | None = None
     slices: list[SliceFinding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: performance over time within the window, when the rows had times (filled by ``Monitor.check``):
+    #: ``[{"start": ms, "end": ms, "rows": n, "labeled": n, "metrics": {name: value}}, ...]``
+    timeline: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -125,7 +152,30 @@ class DriftReport:
             "slices": [s.to_dict() for s in self.slices],
             "config": self.config.to_dict(),
             "notes": list(self.notes),
+            "timeline": list(self.timeline),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftReport:
+        """Rebuild a report from :meth:`to_dict` (e.g. one stored by the control plane) to render it again."""
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InvalidInputError(f"report: expected a dict with format {FORMAT!r}", field="format")
+        try:
+            return cls(
+                reference_rows=int(data["reference_rows"]),
+                current_rows=int(data["current_rows"]),
+                features={name: feature_from_dict(f) for name, f in data["features"].items()},
+                config=DriftConfig(**data["config"]),
+                prediction=feature_from_dict(data["prediction"]) if data.get("prediction") else None,
+                multivariate=multivariate_from_dict(data["multivariate"]) if data.get("multivariate") else None,
+                segments=[SegmentDrift.from_dict(x) for x in data.get("segments", [])],
+                performance=PerformanceSummary.from_dict(data["performance"]) if data.get("performance") else None,
+                slices=[finding_from_dict(x) for x in data.get("slices", [])],
+                notes=[str(n) for n in data.get("notes", [])],
+                timeline=list(data.get("timeline", [])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"report: malformed report dict ({exc!r})", field="report") from exc
 
     def to_html(self, path: str | Path) -> Path:
         """Write one self-contained HTML file (inline CSS and SVG, no scripts, opens offline); return its

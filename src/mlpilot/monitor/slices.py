@@ -30,7 +30,7 @@ from mlpilot.monitor.performance import MetricValue, PerformanceStats
 from mlpilot.monitor.profiles import CategoricalProfile, NumericProfile, Profile, SliceKey, slice_label
 from mlpilot.monitor.stats import normal_ppf
 
-__all__ = ["SliceFinding", "find_slices"]
+__all__ = ["SliceFinding", "find_slices", "finding_from_dict"]
 
 _Z95 = normal_ppf(0.975)
 _LOWER_IS_BETTER = {"mae", "rmse", "log_loss"}
@@ -97,10 +97,34 @@ class SliceFinding:
             "high": num(self.high),
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
+            "score": num(self.score),
             "baseline": self.baseline,
             "detail": self.detail,
             "description": self.describe(),
         }
+
+
+def finding_from_dict(data: dict[str, Any]) -> SliceFinding:
+    """Rebuild a :class:`SliceFinding` from its ``to_dict()``."""
+
+    def nan(x: Any) -> float:
+        return math.nan if x is None else float(x)
+
+    return SliceFinding(
+        kind=data["kind"],
+        slice=tuple((str(k), str(v)) for k, v in (data.get("slice") or {}).items()),
+        metric=str(data["metric"]),
+        reference=nan(data.get("reference")),
+        current=nan(data.get("current")),
+        change=nan(data.get("change")),
+        low=nan(data.get("low")),
+        high=nan(data.get("high")),
+        reference_rows=int(data["reference_rows"]),
+        current_rows=int(data["current_rows"]),
+        score=nan(data.get("score")),
+        baseline=str(data.get("baseline", "reference")),
+        detail=str(data.get("detail", "")),
+    )
 
 
 def _finding(
@@ -227,7 +251,10 @@ def _traffic(reference: Profile, current: Profile, config: DriftConfig) -> list[
     out: list[SliceFinding] = []
     if reference.rows == 0 or current.rows == 0:
         return out
+    known = set(reference.segments)
     for key in set(reference.slices) | set(current.slices):
+        if any(name not in known for name, _ in key):
+            continue  # a field the reference was not sliced by: its share there is unknown, not zero
         n1 = reference.slices[key].rows if key in reference.slices else 0
         n2 = current.slices[key].rows if key in current.slices else 0
         if max(n1, n2) < config.min_slice_rows:

@@ -12,6 +12,14 @@ loaded at start-up and on refresh only.
 
 from __future__ import annotations
 
+from mlpilot.errors import MissingDependencyError
+
+try:  # the serving extra: fail with the install command rather than a bare ImportError
+    import orjson  # noqa: F401
+    import prometheus_client  # noqa: F401
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(_exc.name or "orjson", "serve") from _exc
+
 from mlpilot.serving.batching import BatchSettings
 from mlpilot.serving.client import InferResult, Prediction, ServingClient
 from mlpilot.serving.config import BatchingConfig, LogConfig, ModelConfig, ServeConfig, load_serve_config

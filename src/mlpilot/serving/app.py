@@ -35,6 +35,7 @@ from mlpilot.serving.metrics import CONTENT_TYPE
 from mlpilot.serving.predlog import LogRecord
 
 if TYPE_CHECKING:
+    from mlpilot.serving.accesslog import AccessLog
     from mlpilot.serving.repository import Deployed
     from mlpilot.serving.server import ModelServer
 
@@ -45,7 +46,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-access_logger = logging.getLogger("mlpilot.serving.access")
 logger = logging.getLogger("mlpilot.serving")
 
 _JSON = b"application/json"
@@ -54,6 +54,11 @@ _MAX_REQUEST_ID = 128
 
 class _Disconnected(Exception):
     pass
+
+
+def _valid_id(value: bytes) -> bool:
+    """Request ids go back in a header and into the log: printable ASCII, bounded."""
+    return 0 < len(value) <= _MAX_REQUEST_ID and all(32 < c < 127 for c in value)
 
 
 def _version(text: str | None) -> int | None:
@@ -86,7 +91,7 @@ class ServingApp:
         config = server.config
         self._max_body = config.max_request_bytes
         self._max_in_flight = config.max_in_flight
-        self._access = config.access_log
+        self._access = server.access_log
         self._in_flight = 0
         self.metrics.in_flight.set_function(lambda: self._in_flight)
         self._version = server_version()
@@ -217,7 +222,7 @@ class ServingApp:
             if key == b"content-length":
                 length = int(value) if value.isdigit() else None
             elif key == b"x-request-id":
-                if 0 < len(value) <= _MAX_REQUEST_ID and value.isascii():
+                if _valid_id(value):
                     request_id = value.decode()
             elif key == oip.HEADER_LENGTH:
                 header_length = int(value) if value.isdigit() else -1
@@ -243,6 +248,11 @@ class ServingApp:
             model = deployed.model
             if protocol == "v2":
                 parsed = oip.parse_request(body, header_length, model)
+                if parsed.id is not None and not _valid_id(parsed.id.encode()):
+                    raise InvalidInputError(
+                        f"id: expected 1-{_MAX_REQUEST_ID} printable ASCII characters, got {parsed.id[:40]!r}",
+                        field="id",
+                    )
                 request_id = request_id or parsed.id
                 wanted = frozenset(n for n, _ in parsed.outputs)
                 entity, segments = payloads.parse_meta(parsed.parameters, parsed.rows)
@@ -311,12 +321,13 @@ class ServingApp:
                         segments,
                     )
                 )
-        if self._access:
-            self._access_line(scope, status, request_id, deployed, parsed, elapsed)
+        if self._access is not None:
+            self._access_line(self._access, scope, status, request_id, deployed, parsed, elapsed)
 
     # -- helpers ---------------------------------------------------------------------------------------------
+    @staticmethod
     def _access_line(
-        self,
+        sink: AccessLog,
         scope: Scope,
         status: int,
         request_id: str,
@@ -324,23 +335,20 @@ class ServingApp:
         parsed: Any,
         elapsed: float,
     ) -> None:
-        if not access_logger.isEnabledFor(logging.INFO):
-            return
         client = scope.get("client")
-        access_logger.info(
-            orjson.dumps(
-                {
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "model": deployed.model.name if deployed else None,
-                    "version": deployed.model.version if deployed else None,
-                    "rows": parsed.rows if parsed is not None else None,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "client": f"{client[0]}:{client[1]}" if client else None,
-                }
-            ).decode()
+        sink.write(
+            {
+                "time": time.time(),
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "model": deployed.model.name if deployed else None,
+                "version": deployed.model.version if deployed else None,
+                "rows": parsed.rows if parsed is not None else None,
+                "duration_ms": round(elapsed * 1000, 3),
+                "client": f"{client[0]}:{client[1]}" if client else None,
+            }
         )
 
     @staticmethod
@@ -361,7 +369,7 @@ class ServingApp:
     async def _raw(self, send: Send, scope: Scope, status: int, body: bytes, content_type: bytes) -> None:
         request_id = None
         for key, value in scope["headers"]:
-            if key == b"x-request-id" and 0 < len(value) <= _MAX_REQUEST_ID and value.isascii():
+            if key == b"x-request-id" and _valid_id(value):
                 request_id = value
         headers = [
             (b"content-type", content_type),

@@ -2,12 +2,13 @@
 
 Each model version has a bounded queue and a number of execution slots (worker threads). When a slot is free
 the batcher takes queued requests, up to ``max_batch_size`` rows, and runs them together. While every slot is
-busy, new requests simply accumulate: under load, batches form without any timer.
+busy, new requests simply accumulate: under load, batches form without any timer. Dispatch happens at the end
+of the event loop's current pass, so requests parsed in the same pass share a batch at no cost.
 
 A batch *waits* for more requests only when that pays: the wait is measured from its first request's arrival
-and never exceeds ``max_wait_ms``; it is only taken when requests have recently been arriving while others
-were in flight (so more are coming) and the next one is expected before the deadline. A lone client
-(concurrency 1) therefore never waits for company.
+and never exceeds ``max_wait_ms``; it is only taken while requests keep arriving as others are in flight, and
+while recent waits actually gained requests (the batcher measures it, and re-checks with an occasional probe).
+A lone client (concurrency 1) never waits for company, and neither do clients that are all already queued.
 
 Backpressure: a request is refused at once with :class:`~mlpilot.serving.errors.OverloadedError` (HTTP 503
 with ``Retry-After``) when the queue already holds ``max_queue_size`` rows, or when the estimated wait exceeds
@@ -34,6 +35,10 @@ from mlpilot.serving.schema import Columns
 __all__ = ["BatchSettings", "Batcher"]
 
 _EWMA = 0.2
+#: while waits do not pay, one decision in this many still waits, to notice when they start paying again
+_PROBE_EVERY = 32
+#: a lone request for a model cheaper than this runs on the event loop itself (no thread hop)
+_INLINE_SECONDS = 0.002
 
 
 @dataclass(frozen=True)
@@ -122,9 +127,14 @@ class Batcher:
         # Estimates, updated as the traffic goes: seconds per batch, gap between arrivals, and how often a
         # request arrives while others of this model are in flight (1.0 = always: company is coming).
         self._batch_seconds = 0.0  # until the first batch: the model's warm-up time
-        self._gap = 1.0
         self._overlap = 0.0
-        self._last_arrival = 0.0
+        # What waiting has been worth: requests gained per wait (EWMA), and the wait under way.
+        self._gain = 0.0
+        self._decisions = 0
+        self._wait_start_len: int | None = None
+        self._tick_pending = False
+        #: whether a lone request may run on the event loop thread (the server limits that thread's thread pools)
+        self.inline = False
 
     @property
     def queued_rows(self) -> int:
@@ -163,31 +173,42 @@ class Batcher:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
-        if self._last_arrival:
-            self._gap += _EWMA * (now - self._last_arrival - self._gap)
         self._overlap += _EWMA * ((1.0 if self._in_system else 0.0) - self._overlap)
-        self._last_arrival = now
         future: asyncio.Future[Outputs] = loop.create_future()
         self._queue.append(_Item(columns, rows, outputs, future, now))
         self._queued_rows += rows
         self._in_system += 1
         future.add_done_callback(self._leave)
         self._idle.clear()
-        self._dispatch()
+        self._schedule()
         return future
 
     def _leave(self, _: asyncio.Future[Outputs]) -> None:
         self._in_system -= 1
 
-    def _should_wait(self, now: float) -> float:
-        """Seconds to hold the queue for company, or 0 to run it now."""
-        if self._max_wait <= 0 or self._queued_rows >= self._max_rows or self._overlap < 0.5:
-            return 0.0
+    def _schedule(self) -> None:
+        """Dispatch at the end of this pass of the event loop: requests already read in it join the batch."""
+        if not self._tick_pending:
+            self._tick_pending = True
+            assert self._loop is not None
+            self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._tick_pending = False
+        self._dispatch()
+
+    def _hold(self, now: float) -> float:
+        """Seconds to keep the queue waiting for company, or 0 to run it now."""
         remaining = self._queue[0].arrived + self._max_wait - now
-        # Arrivals dried up (no one came within two typical gaps): run what there is.
-        if remaining <= 0 or self._gap >= remaining or now - self._last_arrival > 2 * self._gap:
+        if self._wait_start_len is not None:  # a wait is under way: until the deadline or a full batch
+            return remaining if remaining > 0 and self._queued_rows < self._max_rows else 0.0
+        if remaining <= 0 or self._queued_rows >= self._max_rows or self._overlap < 0.5:
             return 0.0
-        return min(remaining, 2 * self._gap)
+        self._decisions += 1
+        if self._gain < 1.0 and self._decisions % _PROBE_EVERY:
+            return 0.0
+        self._wait_start_len = len(self._queue)
+        return remaining
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -198,14 +219,18 @@ class Batcher:
         assert loop is not None
         while self._queue and self._running < self._slots:
             now = loop.time()
-            hold = self._should_wait(now)
-            if hold > 0:
-                if self._timer is None:
-                    self._timer = loop.call_later(hold, self._on_timer)
-                return
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            if self._max_wait > 0:
+                hold = self._hold(now)
+                if hold > 0:
+                    if self._timer is None:
+                        self._timer = loop.call_later(hold, self._on_timer)
+                    break
+                if self._wait_start_len is not None:
+                    self._gain += _EWMA * (len(self._queue) - self._wait_start_len - self._gain)
+                    self._wait_start_len = None
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
             batch = self._take(now)
             if batch:
                 self._start(loop, batch, now)
@@ -246,10 +271,24 @@ class Batcher:
         for item in batch:
             queue_hist.observe(now - item.arrived)
         started = time.perf_counter()
-        fut = loop.run_in_executor(self._executor, self.model.run_batch, [i.columns for i in batch], wanted)
-        fut.add_done_callback(lambda f: self._finish(batch, started, f))
+        columns = [i.columns for i in batch]
+        if self.inline and self._running == 1 and len(batch) == 1 and self._overlap < 0.5 and self._cheap():
+            # A lone client and a cheap model: a hop to a worker thread and back would cost more than it saves.
+            try:
+                results: list[Outputs | MlpilotError] | BaseException = self.model.run_batch(columns, wanted)
+            except Exception as exc:
+                results = exc
+            self._finish(batch, started, results)
+            return
+        fut = loop.run_in_executor(self._executor, self.model.run_batch, columns, wanted)
+        fut.add_done_callback(lambda f: self._finish(batch, started, f.exception() or f.result()))
 
-    def _finish(self, batch: list[_Item], started: float, fut: asyncio.Future[list[Outputs | MlpilotError]]) -> None:
+    def _cheap(self) -> bool:
+        return (self._batch_seconds or self.model.warm_seconds) < _INLINE_SECONDS
+
+    def _finish(
+        self, batch: list[_Item], started: float, results: list[Outputs | MlpilotError] | BaseException
+    ) -> None:
         elapsed = time.perf_counter() - started
         self._running -= 1
         if self._batch_seconds:
@@ -262,20 +301,19 @@ class Batcher:
         self.metrics.inference.observe(elapsed)
         self.metrics.batch_rows.observe(rows)
         self.metrics.batch_requests.observe(len(batch))
-        exc = fut.exception()
-        if exc is not None:
+        if isinstance(results, BaseException):
             for item in batch:
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(results)
         else:
-            for item, result in zip(batch, fut.result(), strict=True):
+            for item, result in zip(batch, results, strict=True):
                 if item.future.done():
                     continue
                 if isinstance(result, MlpilotError):
                     item.future.set_exception(result)
                 else:
                     item.future.set_result(result)
-        self._dispatch()
+        self._schedule()
 
     async def drain(self) -> None:
         """Wait until every queued and running request of this version has been answered."""

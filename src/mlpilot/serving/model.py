@@ -127,6 +127,7 @@ class ServedModel:
             proba_fn = None
         outputs: list[TensorInfo] = []
         has_proba = False
+        warmed = True
         started = time.perf_counter()
         try:
             result = _as_outputs(predictor.predict(model_input), names, 1)
@@ -139,18 +140,24 @@ class ServedModel:
                 except (AttributeError, NotImplementedError, MlpilotError):
                     has_proba = False  # the flavor exposes the method but this model has no probabilities
         except Exception as exc:
-            if not any(spec.text for spec in schema.inputs) or not declared:
+            warmed = False
+            if signature is None:
+                # Without a signature the synthetic row is a guess (one feature): the outputs are guessed too.
+                logger.warning("model %s v%s has no signature: served without a warm-up check", name, resolved.version)
+                outputs = [TensorInfo.of("output", "float64", (-1,))]
+            elif not any(spec.text for spec in schema.inputs) or not declared:
                 raise ModelLoadError(
                     f"model {name!r} version {resolved.version}: warm-up prediction failed: {exc}",
                     model=name,
                     version=resolved.version,
                 ) from exc
-            logger.warning("model %s v%s: warm-up on a synthetic row failed (%s)", name, resolved.version, exc)
-            outputs = [TensorInfo.of(n, d, s) for n, d, s in declared]
+            else:
+                logger.warning("model %s v%s: warm-up on a synthetic row failed (%s)", name, resolved.version, exc)
+                outputs = [TensorInfo.of(n, d, s) for n, d, s in declared]
         served = cls(name, resolved, predictor, schema, outputs, has_proba=has_proba, load_seconds=load_seconds)
         served.warm_seconds = time.perf_counter() - started
-        served._example = columns
-        if outputs and not any(spec.text for spec in schema.inputs):
+        if warmed:
+            served._example = columns
             served.warm()  # the first call paid for lazy initialisation: time a second one
         return served
 

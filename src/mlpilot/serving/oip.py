@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from mlpilot.errors import InvalidInputError
-from mlpilot.serving.dtypes import OIP_DATATYPES, numpy_dtype
+from mlpilot.serving.dtypes import OIP_DATATYPES, numpy_dtype, oip_datatype
 from mlpilot.serving.errors import input_error
 from mlpilot.serving.model import Outputs, ServedModel
 from mlpilot.serving.schema import Columns, check_rows
@@ -210,8 +210,8 @@ def encode_response(
     raws: list[bytes] = []
     for name, binary in wanted:
         arr = outputs[name]
-        info = model.output_by_name.get(name)
-        datatype = info.datatype if info is not None else "BYTES"
+        # The array's own dtype decides: a model may return labels of another type than its example did.
+        datatype = "BYTES" if arr.dtype.kind in "OUSM" else oip_datatype(str(arr.dtype))
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if datatype == "BYTES":
             if binary:

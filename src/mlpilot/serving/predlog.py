@@ -46,6 +46,9 @@ __all__ = ["LogRecord", "PredictionLog"]
 
 logger = logging.getLogger("mlpilot.serving.predlog")
 
+_DAY_MS = 86_400_000
+_SLICE = 2048
+
 
 @dataclass(slots=True)
 class LogRecord:
@@ -219,14 +222,14 @@ class PredictionLog:
             self._rows = 0
         if not records:
             return []
-        groups: dict[tuple[str, int, str, tuple[str, ...], tuple[str, ...]], list[LogRecord]] = defaultdict(list)
+        groups: dict[tuple[str, int, int, tuple[str, ...], tuple[str, ...]], list[LogRecord]] = defaultdict(list)
         for r in records:
-            day = datetime.fromtimestamp(r.time_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
-            groups[(r.model, r.version, day, tuple(r.columns), tuple(sorted(r.outputs)))].append(r)
+            groups[(r.model, r.version, r.time_ms // _DAY_MS, tuple(r.columns), tuple(r.outputs))].append(r)
         paths: list[str] = []
         with self._write_lock:
-            for (model, version, day, _, _), group in groups.items():
+            for (model, version, day_number, _, _), group in groups.items():
                 rows = sum(r.rows for r in group)
+                day = datetime.fromtimestamp(day_number * _DAY_MS / 1000, tz=UTC).strftime("%Y-%m-%d")
                 try:
                     paths.append(self._write(model, version, day, group))
                 except Exception:
@@ -241,9 +244,15 @@ class PredictionLog:
         return paths
 
     def _write(self, model: str, version: int, day: str, group: list[LogRecord]) -> str:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = build_table(group)
+        # In slices, yielding between them: the event loop needs the GIL more urgently than this thread does.
+        tables = []
+        for start in range(0, len(group), _SLICE):
+            tables.append(build_table(group[start : start + _SLICE]))
+            time.sleep(0)
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
         folder = f"{self._root}/model={model}/version={version}/date={day}"
         name = f"part-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}.parquet"
         self._fs.makedirs(folder, exist_ok=True)

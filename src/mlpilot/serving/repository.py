@@ -92,6 +92,14 @@ class ModelRepository:
         self._names: dict[str, _Name] = {}
         self._lock = asyncio.Lock()
         self._retiring: set[Deployed] = set()
+        self._inline = False
+
+    def allow_inline(self) -> None:
+        """Let batchers run a lone cheap request on the event loop thread (its thread pools are limited now)."""
+        self._inline = True
+        for entry in self._names.values():
+            for deployed in entry.versions.values():
+                deployed.batcher.inline = True
 
     # -- the request path: dictionary lookups only -----------------------------------------------------------
     def lookup(self, name: str, version: int | None = None) -> Deployed:
@@ -152,6 +160,7 @@ class ModelRepository:
         batcher = Batcher(
             served, self._executor, self._slots, config.batch_settings(self.config.batching), self._metrics
         )
+        batcher.inline = self._inline
         return Deployed(served, batcher)
 
     def _existing(self, name: str, resolved: ResolvedModel) -> Deployed | None:

@@ -12,6 +12,7 @@ SQLite store; ``redis://host:port/db?prefix=...`` (and ``rediss://``, ``unix://`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlpilot.errors import InvalidInputError
@@ -24,11 +25,13 @@ if TYPE_CHECKING:
 __all__ = ["OnlineStore", "StoredRow", "default_online_url", "open_online_store"]
 
 
-def default_online_url() -> str:
-    """The SQLite store under the configured mlpilot home."""
-    from mlpilot.config import load_settings
+def default_online_url(home: Path | None = None) -> str:
+    """The SQLite store under ``home`` (default: the configured mlpilot home)."""
+    if home is None:
+        from mlpilot.config import load_settings
 
-    return f"sqlite:///{load_settings().home.resolve() / 'features' / 'online.db'}"
+        home = load_settings().home
+    return f"sqlite:///{home.resolve() / 'features' / 'online.db'}"
 
 
 def open_online_store(url: str | None = None) -> SqliteOnlineStore | RedisOnlineStore:

@@ -1,0 +1,462 @@
+"""``mlpilot deploy …``: create endpoints, roll versions out (canary, blue-green, shadow, A/B), promote, roll
+back, read the analysis, render Kubernetes manifests, and run the data plane or the rollout controller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from mlpilot.cli.context import settings, url_option
+from mlpilot.cli.output import console, err_console, fmt_time, print_json, print_table
+from mlpilot.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from mlpilot.deploy import DeploymentInfo, DeploymentsBackend
+
+__all__ = ["COMMANDS", "deploy"]
+
+
+def backend(url: str | None = None) -> DeploymentsBackend:
+    """``--url``, else MLPILOT_SERVER_URL, else the embedded store (with its artifacts, for the gate)."""
+    s = settings()
+    target = url or s.server_url
+    if target is not None and target.startswith(("http://", "https://")):
+        from mlpilot.remote.deploy import RestDeployments
+        from mlpilot.remote.http import HttpTransport
+
+        token = s.token.get_secret_value() if s.token else None
+        return RestDeployments(HttpTransport(target, token=token))
+    from mlpilot.artifacts import open_artifact_store
+    from mlpilot.deploy import Deployments
+    from mlpilot.store import Store
+
+    store = Store(target or s.resolved_db_url, busy_timeout=s.sqlite_busy_timeout)
+    return Deployments(store, artifacts=open_artifact_store(s.resolved_artifact_url))
+
+
+def _steps(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise InvalidInputError(f"--steps: expected percentages like 5,25,50,100, got {text!r}", field="steps") from exc
+
+
+def _show(info: DeploymentInfo) -> None:
+    spec = info.spec
+    console.print(
+        f"[bold]{info.name}[/bold] ({spec.model})  revision {info.revision}  {spec.strategy} / [bold]{spec.state}"
+        f"[/bold]  by {info.updated_by} at {fmt_time(info.updated_at)}"
+    )
+    if spec.message:
+        console.print(spec.message)
+    print_table(
+        None,
+        ["variant", "version", "role", "weight %"],
+        ([v.name, v.version, v.role, f"{v.weight:g}"] for v in spec.variants),
+    )
+
+
+def _done(info: DeploymentInfo, as_json: bool) -> None:
+    if as_json:
+        print_json(info)
+    else:
+        _show(info)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+reason_option = click.option("-r", "--reason", default="", help="Why: recorded in the history and audit trail.")
+gate_option = click.option("--skip-gate", is_flag=True, help="Skip the gate (recorded with the reason).")
+
+
+@click.group("deploy")
+def deploy() -> None:
+    """Deployments: endpoints, rollouts, analysis, promotion and rollback."""
+
+
+@deploy.command("create")
+@click.argument("name")
+@click.option("-m", "--model", required=True, help="Registered model name.")
+@click.option("-v", "--version", "version", type=int, required=True, help="Version to serve.")
+@click.option("--retention-seconds", type=float, default=600.0, show_default=True, help="Standby window.")
+@reason_option
+@json_option
+@url_option
+def create(
+    name: str, model: str, version: int, retention_seconds: float, reason: str, as_json: bool, url: str | None
+) -> None:
+    """Create endpoint NAME serving MODEL version VERSION (champion moves to it)."""
+    info = backend(url).create(
+        name, model=model, version=version, retention_seconds=retention_seconds, actor="cli", reason=reason
+    )
+    _done(info, as_json)
+
+
+@deploy.command("list")
+@click.option("-m", "--model", default=None, help="Only deployments of this model.")
+@json_option
+@url_option
+def list_(model: str | None, as_json: bool, url: str | None) -> None:
+    """List deployments."""
+    items = backend(url).list_deployments(model=model)
+    if as_json:
+        print_json(items)
+        return
+    print_table(
+        None,
+        ["name", "model", "state", "strategy", "variants", "revision", "updated"],
+        (
+            [
+                d.name,
+                d.spec.model,
+                d.spec.state,
+                d.spec.strategy,
+                ", ".join(f"{v.name} {v.role} {v.weight:g}%" for v in d.spec.variants),
+                d.revision,
+                fmt_time(d.updated_at),
+            ]
+            for d in items
+        ),
+        empty="no deployments yet: mlpilot deploy create NAME --model M --version V",
+    )
+
+
+@deploy.command("show")
+@click.argument("name")
+@click.option("-n", "--history", "count", type=click.IntRange(1, 1000), default=10, show_default=True)
+@json_option
+@url_option
+def show(name: str, count: int, as_json: bool, url: str | None) -> None:
+    """Show deployment NAME and its recent history."""
+    b = backend(url)
+    info = b.get(name)
+    history = b.history(name, after_revision=max(0, info.revision - count))
+    if as_json:
+        print_json({"deployment": info, "history": history})
+        return
+    _show(info)
+    print_table(
+        "history",
+        ["rev", "time", "action", "by", "state", "variants", "reason"],
+        (
+            [
+                h.revision,
+                fmt_time(h.time),
+                h.action,
+                h.actor,
+                h.spec.state,
+                ", ".join(f"{v.name}:{v.weight:g}" for v in h.spec.variants),
+                h.reason,
+            ]
+            for h in history
+        ),
+    )
+
+
+@deploy.command("canary")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--steps", default="5,25,50,100", show_default=True, help="Canary traffic percentages per step.")
+@click.option("--min-step-seconds", type=float, default=60.0, show_default=True)
+@click.option("--min-step-requests", type=int, default=500, show_default=True)
+@click.option("--max-step-seconds", type=float, default=None, help="Pause a step still inconclusive after this.")
+@gate_option
+@reason_option
+@json_option
+@url_option
+def canary(
+    name: str,
+    version: int,
+    steps: str,
+    min_step_seconds: float,
+    min_step_requests: int,
+    max_step_seconds: float | None,
+    skip_gate: bool,
+    reason: str,
+    as_json: bool,
+    url: str | None,
+) -> None:
+    """Start a canary of VERSION on NAME (after the gate)."""
+    from mlpilot.deploy import CanaryConfig
+
+    config = CanaryConfig(
+        steps=_steps(steps),
+        min_step_seconds=min_step_seconds,
+        min_step_requests=min_step_requests,
+        max_step_seconds=max_step_seconds,
+    )
+    info = backend(url).start_canary(name, version, canary=config, skip_gate=skip_gate, actor="cli", reason=reason)
+    _done(info, as_json)
+
+
+@deploy.command("blue-green")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--retention-seconds", type=float, default=None, help="How long the old version stays warm.")
+@gate_option
+@reason_option
+@json_option
+@url_option
+def blue_green(
+    name: str,
+    version: int,
+    retention_seconds: float | None,
+    skip_gate: bool,
+    reason: str,
+    as_json: bool,
+    url: str | None,
+) -> None:
+    """Load VERSION next to the primary for preview; `mlpilot deploy promote` switches all traffic."""
+    info = backend(url).start_blue_green(
+        name, version, retention_seconds=retention_seconds, skip_gate=skip_gate, actor="cli", reason=reason
+    )
+    _done(info, as_json)
+
+
+@deploy.command("shadow")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--mirror", type=click.FloatRange(0, 100, min_open=True), default=100.0, show_default=True)
+@gate_option
+@reason_option
+@json_option
+@url_option
+def shadow(
+    name: str, version: int, mirror: float, skip_gate: bool, reason: str, as_json: bool, url: str | None
+) -> None:
+    """Mirror MIRROR% of live traffic to VERSION (callers only see the primary's answers)."""
+    info = backend(url).start_shadow(name, version, mirror=mirror, skip_gate=skip_gate, actor="cli", reason=reason)
+    _done(info, as_json)
+
+
+@deploy.command("ab")
+@click.argument("name")
+@click.argument("version", type=int)
+@click.option("--split", type=click.FloatRange(0, 100, min_open=True, max_open=True), default=50.0)
+@click.option("--metric", type=click.Choice(["outcome", "accuracy"]), default="outcome", show_default=True)
+@click.option("--lower-is-better", is_flag=True, help="A lower outcome wins (e.g. latency, churn).")
+@gate_option
+@reason_option
+@json_option
+@url_option
+def ab(
+    name: str,
+    version: int,
+    split: float,
+    metric: str,
+    lower_is_better: bool,
+    skip_gate: bool,
+    reason: str,
+    as_json: bool,
+    url: str | None,
+) -> None:
+    """Start an A/B test: SPLIT% of assignment keys get VERSION (B)."""
+    from mlpilot.deploy import ABConfig
+
+    config = ABConfig(split=split, metric=metric, higher_is_better=not lower_is_better)  # type: ignore[arg-type]
+    info = backend(url).start_ab(name, version, ab=config, skip_gate=skip_gate, actor="cli", reason=reason)
+    _done(info, as_json)
+
+
+def _action(verb: str, help_text: str) -> click.Command:
+    @click.command(verb, help=help_text)
+    @click.argument("name")
+    @reason_option
+    @json_option
+    @url_option
+    def command(name: str, reason: str, as_json: bool, url: str | None) -> None:
+        b = backend(url)
+        method = {"promote": b.promote, "rollback": b.rollback, "pause": b.pause, "resume": b.resume}[verb]
+        _done(method(name, actor="cli", reason=reason), as_json)
+
+    return command
+
+
+for _verb, _help in (
+    ("promote", "Give the candidate of NAME all traffic now (champion moves; the old version stays warm)."),
+    ("rollback", "Restore the stable state NAME was in before its last rollout (one transaction)."),
+    ("pause", "Stop the canary of NAME from progressing (its split stays)."),
+    ("resume", "Resume the paused canary of NAME."),
+):
+    deploy.add_command(_action(_verb, _help))
+
+
+@deploy.command("analyze")
+@click.argument("name")
+@click.option("--apply", "apply_", is_flag=True, help="Act on the decision now, as the controller would.")
+@json_option
+@url_option
+def analyze(name: str, apply_: bool, as_json: bool, url: str | None) -> None:
+    """Show the analysis of NAME's rollout (and with --apply, act on it)."""
+    from mlpilot.deploy import reconcile
+
+    b = backend(url)
+    report = b.analyze(name)
+    outcome = reconcile(b, name) if apply_ else None
+    if as_json:
+        print_json({"report": report, "applied": outcome})
+        return
+    console.print(f"[bold]{report.name}[/bold] {report.strategy} / {report.state}: [bold]{report.action}[/bold]")
+    console.print(report.reason)
+    print_table(
+        None,
+        ["variant", "role", "weight %", "requests", "error rate", "p99 ms", "outcomes"],
+        (
+            [
+                k,
+                v["role"],
+                f"{v['weight']:g}",
+                v["requests"],
+                "-" if v["error_rate"] is None else f"{100 * v['error_rate']:.2f}%",
+                "-" if v["p99_ms"] is None else f"{v['p99_ms']:.2f}",
+                int(v["outcomes"]),
+            ]
+            for k, v in report.variants.items()
+        ),
+    )
+    if report.checks:
+        print_table(
+            "checks", ["metric", "status", "detail"], ([c["metric"], c["status"], c["detail"]] for c in report.checks)
+        )
+    for title, section in (("A/B", report.ab), ("shadow", report.shadow)):
+        if section:
+            print_table(title, ["", "value"], ([k, v] for k, v in section.items() if k not in ("decision", "arms")))
+    if outcome is not None:
+        console.print(f"applied: {outcome.action} (revision {outcome.revision})")
+
+
+@deploy.command("render")
+@click.argument("name")
+@click.option("--target", type=click.Choice(["kubernetes"]), default="kubernetes", show_default=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--image", default="ghcr.io/mlpilot/mlpilot:latest", show_default=True)
+@click.option("--namespace", default=None)
+@click.option("--control-plane-url", default="http://mlpilot-server:5080", show_default=True)
+@click.option(
+    "--token-secret", default="mlpilot-token", show_default=True, help="Secret with key 'token'; '' for none."
+)
+@click.option("--replicas", type=click.IntRange(1, 1000), default=2, show_default=True)
+@click.option("--max-replicas", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--cpu", default="500m", show_default=True, help="CPU request (limit: 4x).")
+@click.option("--memory", default="1Gi", show_default=True, help="Memory request (limit: 2x).")
+@click.option("--kubernetes-version", default="1.30", show_default=True)
+@url_option
+def render(
+    name: str,
+    target: str,
+    output: Path,
+    image: str,
+    namespace: str | None,
+    control_plane_url: str,
+    token_secret: str,
+    replicas: int,
+    max_replicas: int,
+    cpu: str,
+    memory: str,
+    kubernetes_version: str,
+    url: str | None,
+) -> None:
+    """Write NAME's manifests (ConfigMap, Deployment, Service, HPA, PDB), validated against the schemas."""
+    from mlpilot.deploy.kubernetes import KubernetesOptions, render_kubernetes, validate_manifests, write_manifests
+
+    options = KubernetesOptions(
+        image=image,
+        namespace=namespace,
+        control_plane_url=control_plane_url,
+        token_secret=token_secret or None,
+        replicas=replicas,
+        min_replicas=min(replicas, max_replicas),
+        max_replicas=max_replicas,
+        cpu_request=cpu,
+        cpu_limit=_scale(cpu, 4),
+        memory_request=memory,
+        memory_limit=_scale(memory, 2),
+        kubernetes_version=kubernetes_version,
+    )
+    docs = render_kubernetes(backend(url).get(name), options)
+    validate_manifests(docs, kubernetes_version)
+    for path in write_manifests(docs, output):
+        console.print(f"wrote {path}")
+    console.print(f"validated against the Kubernetes {kubernetes_version} schemas ({target})")
+
+
+def _scale(quantity: str, factor: int) -> str:
+    """``500m`` x4 -> ``2000m``; ``1Gi`` x2 -> ``2Gi``: a limit from a request."""
+    digits = "".join(ch for ch in quantity if ch.isdigit() or ch == ".")
+    unit = quantity[len(digits) :]
+    if not digits:
+        raise InvalidInputError(f"expected a quantity such as 500m or 1Gi, got {quantity!r}", field="quantity")
+    value = float(digits) * factor
+    return f"{value:g}{unit}"
+
+
+@deploy.command("serve")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--control-plane", "control_plane", default=None, help="mlpilot server URL (default: settings).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--poll-interval", type=float, default=0.2, show_default=True, help="Seconds between config checks.")
+@click.option("--initial-config", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Inference threads (0: cores - 1).")
+@click.option("--no-pickle", is_flag=True, help="Refuse pickled Python models (the pyfunc flavor).")
+def serve(
+    names: tuple[str, ...],
+    control_plane: str | None,
+    host: str,
+    port: int,
+    poll_interval: float,
+    initial_config: Path | None,
+    threads: int,
+    no_pickle: bool,
+) -> None:
+    """Serve deployments NAMES, following the control plane (routing, canaries, shadows, rollbacks)."""
+    from mlpilot.client import Client
+    from mlpilot.deploy.dataplane import build_data_plane
+    from mlpilot.serving import RegistrySource
+
+    s = settings()
+    control = control_plane or s.server_url
+    if not control:
+        raise InvalidInputError("--control-plane: name the mlpilot server to follow", field="control_plane")
+    token = s.token.get_secret_value() if s.token else None
+    client = Client(control, token=token, settings=s)
+    source = RegistrySource(client.registry, client.artifacts, allow_pickle=not no_pickle)
+    err_console.print(f"following {', '.join(names)} on {control} …")
+    plane = build_data_plane(
+        source,
+        control_url=control,
+        names=list(names),
+        token=token,
+        host=host,
+        port=port,
+        poll_interval=poll_interval,
+        initial_config=initial_config,
+        log_url=str(s.home.resolve() / "predictions"),
+        serve_options={"inference_threads": threads},
+    )
+    err_console.print(f"mlpilot data plane on http://{host}:{port}")
+    plane.run(host, port)
+
+
+@deploy.command("controller")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between looks.")
+@click.option("--once", is_flag=True, help="Look once and exit.")
+@url_option
+def controller(interval: float, once: bool, url: str | None) -> None:
+    """Run the rollout controller: advance, promote, pause or roll back every active deployment."""
+    import time
+
+    from mlpilot.deploy import Controller
+
+    ctl = Controller(backend(url), interval=interval)
+    while True:
+        for outcome in ctl.run_once():
+            if outcome.action != "none":
+                console.print(f"{outcome.name}: {outcome.action} (revision {outcome.revision}): {outcome.reason}")
+        if once:
+            return
+        time.sleep(interval)
+
+
+COMMANDS = [deploy]

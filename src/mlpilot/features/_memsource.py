@@ -1,0 +1,183 @@
+"""A feature view's rows for the in-memory join engine: narrow index columns read once, features fetched later
+by position, straight from Arrow tables or Parquet files (no DuckDB).
+
+Positions follow the DuckDB engine's source order (file by file in :meth:`ParquetSource.files` order, rows in
+file order), so "the later row in the source wins" means the same thing in both engines.
+
+Parquet features are fetched row group by row group, only from the row groups that hold a winner, and only the
+selected columns: memory stays bounded by a batch of row groups however large the files are.
+
+    >>> source = MemorySource.open(view)            # doctest: +SKIP
+    >>> index = source.read_index(["customer_id", "event_time"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+
+from mlpilot.features._arrowtypes import duckdb_type_name
+from mlpilot.features.definitions import FeatureView
+from mlpilot.features.sources import ParquetSource, TableSource
+
+__all__ = ["MemorySource", "Unsupported"]
+
+# Decoded bytes of selected row groups read at once while fetching features.
+_GATHER_BATCH_BYTES = 64 * 1024 * 1024
+
+
+class Unsupported(Exception):  # an internal signal: never escapes get_training_set
+    """This input is left to the DuckDB engine (the message says why)."""
+
+
+@dataclass
+class _ParquetPart:
+    file: Any  # pyarrow.parquet.ParquetFile
+    offset: int
+    group_rows: np.ndarray[Any, np.dtype[np.int64]]  # rows per row group
+
+
+class MemorySource:
+    """One view's source opened for the in-memory engine. Use :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, view: FeatureView, arrow_schema: Any, num_rows: int) -> None:
+        self.view = view
+        self.arrow_schema = arrow_schema
+        self.num_rows = num_rows
+        self._table: Any = None
+        self._parts: list[_ParquetPart] = []
+        names = {}
+        for field in arrow_schema:
+            name = duckdb_type_name(field.type)
+            names[field.name] = name if name is not None else str(field.type).upper()
+        self.schema: dict[str, str] = names
+
+    @classmethod
+    def open(cls, view: FeatureView, columns: Sequence[str]) -> MemorySource:
+        """Open ``view``'s source; raise :class:`Unsupported` unless every needed ``columns`` can be read here."""
+        source = view.source
+        if isinstance(source, TableSource):
+            if source.table is None:
+                raise Unsupported("the table source has no data")
+            mem = cls(view, source.table.schema, source.table.num_rows)
+            mem._table = source.table
+        elif isinstance(source, ParquetSource):
+            mem = cls._open_parquet(view, source)
+        else:
+            raise Unsupported(f"{type(source).__name__} is evaluated by DuckDB")
+        for column in columns:
+            if column in mem.arrow_schema.names and duckdb_type_name(mem.arrow_schema.field(column).type) is None:
+                mem.close()
+                raise Unsupported(f"column {column!r} has type {mem.arrow_schema.field(column).type}")
+        return mem
+
+    @classmethod
+    def _open_parquet(cls, view: FeatureView, source: ParquetSource) -> MemorySource:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        files = source.files()
+        for name in files:
+            if "://" in name:
+                raise Unsupported("remote Parquet files are read by DuckDB")
+            if any("=" in part for part in PurePath(name).parent.parts):
+                raise Unsupported("Hive-partitioned folders are read by DuckDB")
+        parts: list[_ParquetPart] = []
+        schema = None
+        offset = 0
+        try:
+            for name in files:
+                try:
+                    file = pq.ParquetFile(name, memory_map=True)
+                except (OSError, pa.ArrowException) as exc:
+                    raise Unsupported(f"cannot open {name}: {exc}") from exc
+                meta = file.metadata
+                groups = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
+                parts.append(_ParquetPart(file, offset, groups))
+                offset += int(groups.sum())
+                if schema is None:
+                    schema = file.schema_arrow
+                elif not file.schema_arrow.equals(schema):
+                    raise Unsupported("the Parquet files do not share one schema")
+        except Unsupported:
+            for part in parts:
+                part.file.close()
+            raise
+        assert schema is not None
+        mem = cls(view, schema, offset)
+        mem._parts = parts
+        return mem
+
+    def index_bytes(self, columns: int) -> int:
+        """A generous estimate of the memory the join needs per source row for ``columns`` index columns."""
+        return self.num_rows * (8 * columns + 48)
+
+    def read_index(self, columns: Sequence[str]) -> Any:
+        """The ``columns`` of every row, in source order, as one Arrow table."""
+        import pyarrow as pa
+
+        if self._table is not None:
+            return self._table.select(list(columns))
+        tables = [part.file.read(columns=list(columns), use_threads=True) for part in self._parts]
+        if not tables:
+            return pa.table({c: pa.array([], self.arrow_schema.field(c).type) for c in columns})
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def gather(self, positions: np.ndarray[Any, np.dtype[np.int64]], columns: Sequence[str]) -> dict[str, Any]:
+        """The ``columns`` of the rows at ``positions`` (sorted, unique), as Arrow arrays in that order."""
+        import pyarrow as pa
+
+        if self._table is not None:
+            taken = self._table.select(list(columns)).take(pa.array(positions, pa.int64()))
+            return {c: taken.column(c) for c in columns}
+        pieces: list[Any] = []
+        for part in self._parts:
+            starts = part.offset + np.concatenate(([0], np.cumsum(part.group_rows)))
+            bounds = np.searchsorted(positions, starts)
+            batch: list[int] = []
+            batch_bytes = 0
+            meta = part.file.metadata
+            wanted = [self.arrow_schema.get_field_index(c) for c in columns]
+            for group in range(len(part.group_rows)):
+                if bounds[group] == bounds[group + 1]:
+                    continue  # no winner in this row group: never decoded
+                batch.append(group)
+                row_group = meta.row_group(group)
+                batch_bytes += sum(row_group.column(i).total_uncompressed_size for i in wanted if i >= 0)
+                if batch_bytes >= _GATHER_BATCH_BYTES:
+                    pieces.append(self._read_groups(part, batch, starts, bounds, positions, columns))
+                    batch, batch_bytes = [], 0
+            if batch:
+                pieces.append(self._read_groups(part, batch, starts, bounds, positions, columns))
+        if not pieces:
+            return {c: pa.array([], self.arrow_schema.field(c).type) for c in columns}
+        table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        return {c: table.column(c) for c in columns}
+
+    @staticmethod
+    def _read_groups(
+        part: _ParquetPart,
+        groups: list[int],
+        starts: np.ndarray[Any, np.dtype[np.int64]],
+        bounds: np.ndarray[Any, np.dtype[np.int64]],
+        positions: np.ndarray[Any, np.dtype[np.int64]],
+        columns: Sequence[str],
+    ) -> Any:
+        import pyarrow as pa
+
+        table = part.file.read_row_groups(groups, columns=list(columns), use_threads=True)
+        local: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+        base = 0
+        for group in groups:
+            local.append(positions[bounds[group] : bounds[group + 1]] - starts[group] + base)
+            base += int(part.group_rows[group])
+        return table.take(pa.array(np.concatenate(local), pa.int64()))
+
+    def close(self) -> None:
+        for part in self._parts:
+            part.file.close()
+        self._parts = []

@@ -1,0 +1,91 @@
+"""``mlpilot serve`` from the command line: a registered model served from the embedded store, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from mlpilot.cli.context import settings
+from mlpilot.cli.main import cli
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> None:
+    settings.cache_clear()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        ((), 2, "name the models to serve"),
+        (("ghost@champion",), 3, "ghost"),
+        (("a/1", "--max-batch-size", "0"), 78, "batching.max_batch_size"),
+        (("a/1", "--config", "missing.toml"), 2, "not both"),
+    ],
+)
+def test_errors_are_one_line(args: tuple[str, ...], code: int, message: str) -> None:
+    result = CliRunner().invoke(cli, ["serve", *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert result.output.count("\n") <= 2
+
+
+def test_serve_a_registered_model(tmp_path: Path, cancer: Any, cancer_model: Any) -> None:
+    import mlpilot
+
+    X, _ = cancer
+    home = tmp_path / "home"
+    os.environ["MLPILOT_HOME"] = str(home)  # restored by the autouse isolation fixture
+    client = mlpilot.Client()
+    client.log_model(cancer_model, "cancer", input_example=X[:5], aliases=["champion"])
+    client.close()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlpilot.cli", "serve", "cancer@champion", "--port", str(port), "--threads", "1"],
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "mlpilot serve did not start"
+            time.sleep(0.1)
+        response = httpx.post(f"{url}/invocations", json={"instances": X[:2].tolist()})
+        assert response.json() == {"predictions": cancer_model.predict(X[:2]).tolist()}
+        assert httpx.get(f"{url}/v2/models/cancer").json()["platform"] == "mlpilot_sklearn"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr  # interrupted, after a graceful shutdown
+    assert "mlpilot serve on http://127.0.0.1" in stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    access = [line for line in lines if "request_id" in line]
+    assert any(a["request_id"] == response.headers["x-request-id"] and a["status"] == 200 for a in access)
+    segments = list((home / "predictions" / "model=cancer" / "version=1").rglob("*.parquet"))
+    assert segments, "the prediction log was not flushed at shutdown"
