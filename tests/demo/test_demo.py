@@ -28,6 +28,11 @@ def test_demo_trains_registers_and_promotes_the_better_model() -> None:
     assert champion.signature.input_names == FEATURES
     proba = predictor.predict_proba(frame[FEATURES].head(10))
     assert proba.shape == (10, 2)
+    for key in ("serve_c1", "serve_c8"):
+        report = state.data[key]
+        assert report.errors == 0
+        assert report.requests > 0
+    assert any((client.settings.home / "predictions").rglob("*.parquet"))
     text = out.getvalue()
     assert "champion" in text
     assert "mlpilot runs list" in text

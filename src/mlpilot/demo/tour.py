@@ -117,6 +117,30 @@ def step_promote(state: DemoState) -> None:
     )
 
 
+def step_serve(state: DemoState) -> None:
+    try:
+        from mlpilot.serving import RegistrySource
+        from mlpilot.serving.testing import drive, serve_in_thread
+    except ImportError as exc:  # the serve extra brings uvicorn's fast loop and orjson
+        from mlpilot.errors import MissingDependencyError
+
+        raise MissingDependencyError(exc.name or "uvicorn", "serve") from exc
+    rows = state.data["test"][FEATURES].head(500).to_dict(orient="records")
+    source = RegistrySource(state.client.registry, state.client.artifacts)
+    log_url = state.client.settings.home.resolve() / "predictions"
+    with serve_in_thread(source, [f"{MODEL_NAME}@champion"], log_url=log_url) as running:
+        state.console.print(f"serving [bold]{MODEL_NAME}@champion[/bold] at {running.url} (Open Inference Protocol "
+                            f"v2, /invocations, /v1/models/{MODEL_NAME}:predict, /metrics)")
+        for concurrency, count in ((1, 200), (8, 1_000)):
+            report = drive(running.url, MODEL_NAME, rows, requests=count, concurrency=concurrency)
+            state.data[f"serve_c{concurrency}"] = report
+            state.console.print(
+                f"  {count:,} one-row requests at concurrency {concurrency}: {report.requests_per_second:,.0f} req/s, "
+                f"p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms, errors {report.errors}"
+            )
+    state.console.print(f"prediction log (Parquet): {log_url}")
+
+
 def step_summary(state: DemoState) -> None:
     table = Table(title="tracked runs", header_style="bold")
     for col in ("run", "model", "AUC", "accuracy", "log loss", "version"):
@@ -138,6 +162,7 @@ def step_summary(state: DemoState) -> None:
         f"  mlpilot runs list -f \"metrics.auc > 0.7 and params.model = 'gradient_boosting'\"\n"
         f"  mlpilot models versions {MODEL_NAME}\n"
         f"  mlpilot models show {MODEL_NAME}\n"
+        f"  mlpilot serve {MODEL_NAME}@champion   # the model server on http://127.0.0.1:8080\n"
         "  mlpilot server          # REST API + OpenAPI at http://127.0.0.1:5080/docs\n"
         f"store: {state.client.url}"
     )
@@ -147,6 +172,7 @@ STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("data", step_data),
     ("train and track", step_train),
     ("register and promote", step_promote),
+    ("serve", step_serve),
     ("summary", step_summary),
 ]
 
