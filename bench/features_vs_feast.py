@@ -165,6 +165,7 @@ def worker_join(tool: str, folder: Path, out: Path, repeats: int) -> dict[str, A
             return joined.sort_values("index").drop(columns="index")
 
     before = _rss_mb()
+    run()  # one untimed warm-up run per tool: first-call costs (lazy imports, allocator growth) are not the join
     times, cpu = [], []
     result = None
     for _ in range(repeats):
@@ -437,7 +438,7 @@ def _report(
         f"{platform.platform()}. Data: {ENTITIES * HOURS:,} feature rows ({ENTITIES:,} entities x {HOURS} hourly "
         f"timestamps x {len(FEATURES)} float features, TTL 7 days), {ENTITY_ROWS:,} entity rows. Each tool in its "
         "own subprocess; time = median of "
-        f"{repeats} runs in one process (pandas output for both), peak = VmHWM of that process. Load average "
+        f"{repeats} runs in one process after one warm-up run (pandas output for both), peak = VmHWM of that process. Load average "
         f"(1 min) at the start and end of the run: {loads[0]:.1f} / {loads[1]:.1f}.",
         "",
         "| training-set join | time (s) | CPU time (s) | peak RSS (MB) | RSS before (MB) |",

@@ -17,6 +17,7 @@ ratios, and the in-process predict_proba cost of 1 and 64 rows (the floor no ser
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -177,18 +178,20 @@ def floor() -> dict[str, float]:
     return {"1 row": median_ms(1), "64 rows": median_ms(64)}
 
 
-def start(server: Server, log: Path, timeout: float = 180.0) -> subprocess.Popen[bytes]:
+def start(server: Server, log: Path, timeout: float = 180.0) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server on a fresh port; returns the process and its base URL once it answers."""
+    port = str(free_port())
+    command = [part.replace("{port}", port) for part in server.command]
+    url = server.url.replace("{port}", port)
     with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            server.command, env=server.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(command, env=server.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(server.url + server.ready_path, timeout=2).status_code == 200:
-                return proc
+            if httpx.get(url + server.ready_path, timeout=2).status_code == 200:
+                return proc, url
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
@@ -197,12 +200,23 @@ def start(server: Server, log: Path, timeout: float = 180.0) -> subprocess.Popen
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the process group of a server we started (MLflow execs uvicorn, BentoML forks workers) and wait
+    until every process of it is gone."""
     try:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group of the server we started (BentoML forks workers)
-        proc.wait(60)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        proc.poll()
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    proc.wait(10)
 
 
 def prepare(work: Path, only: set[str]) -> list[Server]:
@@ -214,14 +228,13 @@ def prepare(work: Path, only: set[str]) -> list[Server]:
         home = work / "mlpilot-home"
         env = {**base_env, "MLPILOT_HOME": str(home)}
         subprocess.run([sys.executable, "-c", MLPILOT_SETUP.format(seed=SEED)], env=env, check=True)
-        port = free_port()
         mlpilot = shutil.which("mlpilot", path=str(Path(sys.executable).parent)) or "mlpilot"
         servers.append(
             Server(
                 "mlpilot",
-                [mlpilot, "serve", "bc@champion", "--port", str(port)],
+                [mlpilot, "serve", "bc@champion", "--port", "{port}"],
                 env,
-                f"http://127.0.0.1:{port}",
+                "http://127.0.0.1:{port}",
                 "/v2/health/ready",
                 {"inputs": [row]},
                 "/invocations",
@@ -232,7 +245,6 @@ def prepare(work: Path, only: set[str]) -> list[Server]:
             sys.exit(f"MLflow is expected in {MLFLOW_PY.parent.parent} (see this script's docstring)")
         model_dir = work / "mlflow-model"
         subprocess.run([str(MLFLOW_PY), "-c", MLFLOW_SETUP.format(seed=SEED), str(model_dir)], check=True)
-        port = free_port()
         # --env-manager local: use the venv as it is (the alternative builds a new environment from the internet).
         cmd = [
             str(MLFLOW_PY.parent / "mlflow"),
@@ -241,13 +253,13 @@ def prepare(work: Path, only: set[str]) -> list[Server]:
             "-m",
             str(model_dir),
             "--port",
-            str(port),
+            "{port}",
             "--env-manager",
             "local",
         ]
         env = {**base_env, "PATH": f"{MLFLOW_PY.parent}:{base_env.get('PATH', '')}"}  # as in an activated venv
         servers.append(
-            Server("MLflow", cmd, env, f"http://127.0.0.1:{port}", "/ping", {"inputs": [row]}, "/invocations")
+            Server("MLflow", cmd, env, "http://127.0.0.1:{port}", "/ping", {"inputs": [row]}, "/invocations")
         )
     if "bentoml" in only:
         if not BENTOML_PY.exists():
@@ -257,7 +269,6 @@ def prepare(work: Path, only: set[str]) -> list[Server]:
         service_dir = work / "bentoml-service"
         service_dir.mkdir()
         (service_dir / "service.py").write_text(BENTOML_SERVICE)
-        port = free_port()
         env = {
             **base_env,
             "BENCH_MODEL": str(model_file),
@@ -270,11 +281,11 @@ def prepare(work: Path, only: set[str]) -> list[Server]:
             "serve",
             "service:BreastCancer",
             "--port",
-            str(port),
+            "{port}",
             "--working-dir",
             str(service_dir),
         ]
-        servers.append(Server("BentoML", cmd, env, f"http://127.0.0.1:{port}", "/readyz", {"input": [row]}, "/predict"))
+        servers.append(Server("BentoML", cmd, env, "http://127.0.0.1:{port}", "/readyz", {"input": [row]}, "/predict"))
     return servers
 
 
@@ -287,7 +298,9 @@ def fmt(run: Run | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds of load per measurement")
-    parser.add_argument("--warmup", type=int, default=5, help="seconds of the same load before measuring")
+    # BentoML's adaptive batching learns its wait from the traffic: with 5 s of warm-up it measured ~100 req/s
+    # at 64 connections here, with 15 s ~500. Every server gets the long warm-up.
+    parser.add_argument("--warmup", type=int, default=15, help="seconds of the same load before measuring")
     parser.add_argument("--only", default="mlpilot,mlflow,bentoml")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as Markdown here")
     args = parser.parse_args()
@@ -309,12 +322,12 @@ def main() -> None:
             # (BentoML's learns its wait from the traffic) does not carry its state into the next measurement.
             for connections in (1, 64):
                 print(f"== {server.name}, {connections} connection(s): starting", flush=True)
-                proc = start(server, work / f"{server.name}-{connections}.log")
+                proc, url = start(server, work / f"{server.name}-{connections}.log")
                 try:
-                    answer = httpx.post(server.url + server.check, json=server.body, timeout=30)
+                    answer = httpx.post(url + server.check, json=server.body, timeout=30)
                     answer.raise_for_status()
                     print(f"   answer to one row: {answer.text.strip()[:80]}", flush=True)
-                    target = server.url + server.check
+                    target = url + server.check
                     wrk(target, body_file, lua, connections, args.warmup)
                     run = wrk(target, body_file, lua, connections, args.duration)
                     results[server.name][connections] = run

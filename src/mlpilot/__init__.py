@@ -14,12 +14,34 @@ the server at ``MLPILOT_SERVER_URL``. Use :class:`Client` for an explicit store 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlpilot.client import Client, default_client
 from mlpilot.errors import MlpilotError
-from mlpilot.registry import ModelVersionInfo, Predictor
-from mlpilot.tracking import ActiveRun, MetricPoint, Run, RunPage, active_run
+
+if TYPE_CHECKING:
+    from mlpilot.client import Client
+    from mlpilot.registry import ModelVersionInfo, Predictor
+    from mlpilot.tracking import ActiveRun, MetricPoint, Run, RunPage
+
+# Heavy modules load on first use, so that ``import mlpilot.monitor`` or ``mlpilot --help`` stay cheap.
+_LAZY = {"Client": "mlpilot.client", "ActiveRun": "mlpilot.tracking", "active_run": "mlpilot.tracking"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mlpilot' has no attribute {name!r}")
+
+
+def _client() -> Client:
+    from mlpilot.client import default_client
+
+    return default_client()
+
 
 __version__ = "0.1.0.dev0"
 
@@ -33,6 +55,7 @@ __all__ = [
     "get_model_version",
     "get_run",
     "load_model",
+    "log_labels",
     "log_model",
     "search_runs",
     "set_alias",
@@ -49,12 +72,12 @@ def start_run(
     parent: str | ActiveRun | None = None,
 ) -> ActiveRun:
     """Start a tracked run (a context manager); metric logging never blocks training."""
-    return default_client().start_run(experiment, name=name, tags=tags, nested=nested, parent=parent)
+    return _client().start_run(experiment, name=name, tags=tags, nested=nested, parent=parent)
 
 
 def get_run(run_id: str) -> Run:
     """A run with its params, latest metrics, tags, datasets and artifacts."""
-    return default_client().get_run(run_id)
+    return _client().get_run(run_id)
 
 
 def search_runs(
@@ -65,12 +88,12 @@ def search_runs(
     page_token: str | None = None,
 ) -> RunPage:
     """Runs matching a filter such as ``"metrics.auc > 0.9 and (params.max_depth <= 8 or tags.team = 'growth')"``."""
-    return default_client().search_runs(filter, experiment, order_by, max_results, page_token)
+    return _client().search_runs(filter, experiment, order_by, max_results, page_token)
 
 
 def get_metric_history(run_id: str, key: str) -> list[MetricPoint]:
     """Every logged point of one metric of one run, by step."""
-    return default_client().get_metric_history(run_id, key)
+    return _client().get_metric_history(run_id, key)
 
 
 def log_model(
@@ -87,7 +110,7 @@ def log_model(
     flavor: str | None = None,
 ) -> ModelVersionInfo:
     """Register ``model`` as the next version of ``name``; linked to the active run when there is one."""
-    return default_client().log_model(
+    return _client().log_model(
         model,
         name,
         input_example=input_example,
@@ -103,19 +126,31 @@ def log_model(
 
 def load_model(uri: str | ModelVersionInfo) -> Predictor:
     """Load ``models:/name@alias`` or ``models:/name/N`` after verifying the artifact's SHA-256."""
-    return default_client().load_model(uri)
+    return _client().load_model(uri)
 
 
 def get_model_version(name: str, version: int | str) -> ModelVersionInfo:
     """Version ``version`` of ``name``; ``version`` may also be an alias or ``"latest"``."""
-    return default_client().get_model_version(name, version)
+    return _client().get_model_version(name, version)
 
 
 def set_alias(name: str, alias: str, version: int) -> None:
     """Point ``alias`` (e.g. ``champion``) of model ``name`` at ``version`` (audited)."""
-    default_client().set_alias(name, alias, version)
+    _client().set_alias(name, alias, version)
 
 
 def delete_alias(name: str, alias: str) -> None:
     """Remove ``alias`` from model ``name`` (audited)."""
-    default_client().delete_alias(name, alias)
+    _client().delete_alias(name, alias)
+
+
+def log_labels(
+    request_ids: Sequence[str] | None = None,
+    labels: Sequence[Any] | None = None,
+    *,
+    entity_ids: Sequence[str] | None = None,
+    times: Sequence[Any] | None = None,
+    endpoint: str | None = None,
+) -> Any:
+    """Send ground truth for logged predictions, by request id or by entity and time; all or nothing."""
+    return _client().log_labels(request_ids, labels, entity_ids=entity_ids, times=times, endpoint=endpoint)

@@ -19,6 +19,7 @@ from typing import Any
 from mlpilot.artifacts import ArtifactStore, open_artifact_store
 from mlpilot.config import Settings, load_settings
 from mlpilot.deploy import Deployments, DeploymentsBackend
+from mlpilot.monitor.backend import MonitorBackend
 from mlpilot.registry import ModelVersionInfo, Predictor, RegistryBackend, RegistryService
 from mlpilot.registry import load_model as _load_model
 from mlpilot.registry import log_model as _log_model
@@ -49,10 +50,12 @@ class Client:
         self.registry: RegistryBackend
         self.artifacts: ArtifactStore
         self.deployments: DeploymentsBackend
+        self.monitor: MonitorBackend
         if target is not None and target.startswith(("http://", "https://")):
             from mlpilot.remote.artifacts import RestArtifactStore
             from mlpilot.remote.deploy import RestDeployments
             from mlpilot.remote.http import HttpTransport
+            from mlpilot.remote.monitor import RestMonitor
             from mlpilot.remote.registry import RestRegistry
             from mlpilot.remote.tracking import RestTracking
 
@@ -63,6 +66,7 @@ class Client:
             self.registry = RestRegistry(transport)
             self.artifacts = RestArtifactStore(transport)
             self.deployments = RestDeployments(transport)
+            self.monitor = RestMonitor(transport)
             self._closers: list[Any] = [transport]
         else:
             from mlpilot.store import Store
@@ -74,7 +78,19 @@ class Client:
             self.registry = RegistryService(store)
             self.artifacts = open_artifact_store(artifact_url or self.settings.resolved_artifact_url)
             self.deployments = Deployments(store, artifacts=self.artifacts)
-            self._closers = [self.artifacts, store]
+            from mlpilot.monitor.backend import default_predictions_url
+            from mlpilot.monitor.service import Monitor
+
+            self.monitor = Monitor(
+                store,
+                self.artifacts,
+                predictions_url=default_predictions_url(self.settings),
+                interval=self.settings.monitor_interval,
+                model_loader=lambda name, version: _load_model(
+                    f"models:/{name}/{version}", self.registry, self.artifacts
+                ),
+            )
+            self._closers = [self.monitor, self.artifacts, store]
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -167,6 +183,23 @@ class Client:
 
     def delete_alias(self, name: str, alias: str) -> None:
         self.registry.delete_alias(name, alias)
+
+    # -- monitoring ---------------------------------------------------------------------------------------------
+    def log_labels(
+        self,
+        request_ids: Sequence[str] | None = None,
+        labels: Sequence[Any] | None = None,
+        *,
+        entity_ids: Sequence[str] | None = None,
+        times: Sequence[Any] | None = None,
+        endpoint: str | None = None,
+    ) -> Any:
+        """Send ground truth for logged predictions (by request id, or entity and time); all or nothing."""
+        from mlpilot.monitor.backend import log_labels
+
+        return log_labels(
+            request_ids, labels, entity_ids=entity_ids, times=times, endpoint=endpoint, backend=self.monitor
+        )
 
     def close(self) -> None:
         for item in self._closers:

@@ -21,8 +21,15 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True), ("0.0.0.0", False),
-     ("10.1.2.3", False), ("example.com", False)],
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("127.0.0.2", True),
+        ("0.0.0.0", False),
+        ("10.1.2.3", False),
+        ("example.com", False),
+    ],
 )
 def test_only_loopback_addresses_skip_auth(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected

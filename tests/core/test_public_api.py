@@ -14,6 +14,7 @@ EXPECTED = {
     "get_model_version",
     "get_run",
     "load_model",
+    "log_labels",
     "log_model",
     "search_runs",
     "set_alias",

@@ -207,3 +207,51 @@ def test_materialize_engines_fall_back_the_same_way(tmp_path: Path) -> None:
         assert store.read_watermark("q") is None, "nothing written"
         [result] = materialize([view], end=hours(3), now=hours(3), store=store)  # auto: DuckDB
         assert result.rows_written == 1
+
+
+def test_unsigned_keys_beyond_int64_are_left_to_duckdb() -> None:
+    big = 2**63 + 5
+    rows = pa.table(
+        {"cid": pa.array([big, 1], pa.uint64()), "et": pa.array([hours(0)] * 2, pa.timestamp("us")), "x": [1.0, 2.0]}
+    )
+    view = FeatureView("u", [Entity("c", ["cid"])], TableSource(rows), "et", features=[Feature("x", "float64")])
+    entity = pa.table(
+        {"cid": pa.array([big], pa.uint64()), "event_timestamp": pa.array([hours(1)], pa.timestamp("us"))}
+    )
+    with pytest.raises(InvalidInputError, match="do not fit the in-memory engine"):
+        get_training_set(entity, [view], engine="memory")
+    assert get_training_set(entity, [view]).data.column("x").to_pylist() == [1.0]
+
+
+@pytest.mark.parametrize("memory_limit", ["2GB", "5MB"])
+def test_wide_parquet_features_with_and_without_read_ahead(tmp_path: Path, memory_limit: str) -> None:
+    """2GB: the feature columns are decoded in the background while matching; 5MB: too wide to read ahead
+    (over a quarter of the budget), so only the row groups holding a winner are decoded, batch by batch."""
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    n, names = 20_000, [f"f{i}" for i in range(12)]
+    rows = {
+        "cid": rng.integers(0, 3_000, n),
+        "et": pa.array(hours(0) + rng.integers(0, 50, n) * timedelta(hours=1), pa.timestamp("us")),
+    }
+    rows.update({name: rng.random(n) for name in names})
+    table_ = pa.table(rows)
+    for i, part in enumerate((table_.slice(0, 8_000), table_.slice(8_000))):
+        pq.write_table(part, tmp_path / f"p{i}.parquet", row_group_size=1_500)
+    view = FeatureView(
+        "wide",
+        [Entity("c", ["cid"])],
+        ParquetSource(str(tmp_path / "p*.parquet")),
+        "et",
+        features=[Feature(name, "float64") for name in names],
+    )
+    entity = pa.table(
+        {
+            "cid": rng.integers(0, 3_100, 2_000),
+            "event_timestamp": pa.array(hours(0) + rng.integers(0, 60, 2_000) * timedelta(hours=1), pa.timestamp("us")),
+        }
+    )
+    memory = get_training_set(entity, [view], engine="memory", memory_limit=memory_limit)
+    assert memory.data.equals(get_training_set(entity, [view], engine="duckdb").data)
+    assert memory.report.views["wide"].matched > 1_500

@@ -139,3 +139,14 @@ def test_check_against_a_server(live_server: Any) -> None:
     summary: dict[str, Any] = json.loads(out)
     assert summary["drifted_features"] == ["income"]
     assert live_server.services.monitor.latest_check("churn").id == summary["id"]
+
+
+def test_sdk_log_labels_defaults_to_the_settings_store(home_log: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlpilot.errors import ConfigError
+    from mlpilot.monitor import log_labels
+
+    ids = home_log.served["churn"][:10]
+    assert log_labels(ids, [1] * 10).endpoints == {"churn": 10}
+    monkeypatch.setenv("MLPILOT_SERVER_URL", "http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="MLPILOT_SERVER_URL"):
+        log_labels(ids, [1] * 10)

@@ -64,18 +64,28 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "InternalError", "message": "internal server error"}, status_code=500)
 
 
-def create_app(services: Services, *, require_auth: bool = False) -> FastAPI:
+def create_app(services: Services, *, require_auth: bool = False, background: bool = True) -> FastAPI:
     """Build the control-plane app over ``services``.
 
     ``require_auth`` makes every request present a token; ``mlpilot server`` sets it whenever it binds beyond
-    loopback.
+    loopback. ``background`` runs the control loops while the app serves: the rollout controller (analysis,
+    promotion and automatic rollback, every second) and scheduled monitoring (checks, alert rules, reference
+    profiles of new versions, every ``MLPILOT_MONITOR_INTERVAL`` seconds).
     """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Scheduled monitoring (checks, alert rules, reference profiles of new versions) runs while serving.
-        with services.monitor.scheduler().running():
+        if not background:
             yield
+            return
+        from mlpilot.deploy import Controller
+
+        controller = Controller(services.deployments, interval=1.0).start()
+        try:
+            with services.monitor.scheduler().running():
+                yield
+        finally:
+            controller.stop()
 
     app = FastAPI(title="mlpilot control plane", version="1", lifespan=lifespan)
     app.state.services = services

@@ -46,6 +46,7 @@ class Services:
             self.store,
             self.artifacts,
             predictions_url=default_predictions_url(self.settings),
+            interval=self.settings.monitor_interval,
             # Reference profiles include the model's predictions on its training sample.
             model_loader=lambda name, version: load_model(f"models:/{name}/{version}", self.registry, self.artifacts),
         )
@@ -59,6 +60,7 @@ class Services:
         return cls(store=store, artifacts=open_artifact_store(settings.resolved_artifact_url), settings=settings)
 
     def close(self) -> None:
+        self.monitor.close()
         self.features.close()
         self.artifacts.close()
         self.store.close()

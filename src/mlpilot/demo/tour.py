@@ -129,8 +129,10 @@ def step_serve(state: DemoState) -> None:
     source = RegistrySource(state.client.registry, state.client.artifacts)
     log_url = state.client.settings.home.resolve() / "predictions"
     with serve_in_thread(source, [f"{MODEL_NAME}@champion"], log_url=log_url) as running:
-        state.console.print(f"serving [bold]{MODEL_NAME}@champion[/bold] at {running.url} (Open Inference Protocol "
-                            f"v2, /invocations, /v1/models/{MODEL_NAME}:predict, /metrics)")
+        state.console.print(
+            f"serving [bold]{MODEL_NAME}@champion[/bold] at {running.url} (Open Inference Protocol "
+            f"v2, /invocations, /v1/models/{MODEL_NAME}:predict, /metrics)"
+        )
         for concurrency, count in ((1, 200), (8, 1_000)):
             report = drive(running.url, MODEL_NAME, rows, requests=count, concurrency=concurrency)
             state.data[f"serve_c{concurrency}"] = report

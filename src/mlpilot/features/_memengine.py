@@ -34,6 +34,8 @@ __all__ = ["memory_budget", "memory_join"]
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+# Decoded feature columns a join may read ahead in the background (see MemorySource.prefetch).
+_PREFETCH_BYTES = 256 * 1024 * 1024
 
 
 def memory_budget(memory_limit: str) -> int | None:
@@ -100,6 +102,8 @@ def memory_join(
         needed = sum(src.index_bytes(len(src.view.join_keys) + 3) for src in sources) + entity.num_rows * 64
         if needed > budget:
             raise Unsupported(f"the join needs about {needed:,} bytes of index, over the memory budget")
+        for src, s in zip(sources, selections, strict=True):
+            src.prefetch(s.features, min(_PREFETCH_BYTES, budget // 4))
         for src in sources:
             raise_problems(source_problems(src.view, src.schema))
         entity_schema = _schema_of(entity)
@@ -163,6 +167,9 @@ def _features(src: MemorySource, selection: Selection, matches: Matches) -> list
     import pyarrow as pa
 
     used = matches.used
+    if src.prefetched == selection.features:
+        taken = src.take_rows(matches.position, used)
+        return [cast_feature(taken[f], src.view.feature(f).dtype) for f in selection.features]
     wanted, inverse = np.unique(matches.position[used], return_inverse=True)
     values = src.gather(wanted.astype(np.int64), list(selection.features))
     take = np.zeros(len(used), np.int64)

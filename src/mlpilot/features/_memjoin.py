@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from mlpilot.features._memsource import Unsupported
+
 __all__ = ["NEVER", "Matches", "encode_keys", "match_view"]
 
 NEVER = int(np.iinfo(np.int64).max)  # an availability time no as-of time reaches
@@ -38,7 +40,10 @@ def _codes_of(column: Any, kind: str) -> Any:
 
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
-    return column.cast(pa.int64() if kind == "int" else pa.large_string())
+    try:
+        return column.cast(pa.int64() if kind == "int" else pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # e.g. UBIGINT keys beyond int64
+        raise Unsupported(f"join key values do not fit the in-memory engine: {exc}") from exc
 
 
 def encode_keys(
@@ -155,7 +160,7 @@ def _asof(
     side = "left" if strict else "right"
     where = np.empty(len(queries), np.int64)
     # Sorted queries walk the sorted array in one direction: far fewer cache misses than random probes.
-    order = np.argsort(queries, kind="stable")
+    order = np.argsort(queries)
     where[order] = np.searchsorted(sorted_comp, queries[order], side=side) - 1  # type: ignore[call-overload]
     safe = np.maximum(where, 0)
     found = ok & (where >= 0) & (sorted_comp[safe] >= floors) if len(sorted_comp) else np.zeros(len(queries), bool)

@@ -13,7 +13,9 @@ selected columns: memory stays bounded by a batch of row groups however large th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -27,7 +29,7 @@ from mlpilot.features.sources import ParquetSource, TableSource
 __all__ = ["MemorySource", "Unsupported"]
 
 # Decoded bytes of selected row groups read at once while fetching features.
-_GATHER_BATCH_BYTES = 64 * 1024 * 1024
+_GATHER_BATCH_BYTES = 16 * 1024 * 1024
 
 
 class Unsupported(Exception):  # an internal signal: never escapes get_training_set
@@ -36,7 +38,8 @@ class Unsupported(Exception):  # an internal signal: never escapes get_training_
 
 @dataclass
 class _ParquetPart:
-    file: Any  # pyarrow.parquet.ParquetFile
+    path: str
+    file: Any  # pyarrow.parquet.ParquetFile (not thread-safe: used by the calling thread only)
     offset: int
     group_rows: np.ndarray[Any, np.dtype[np.int64]]  # rows per row group
 
@@ -50,6 +53,7 @@ class MemorySource:
         self.num_rows = num_rows
         self._table: Any = None
         self._parts: list[_ParquetPart] = []
+        self._prefetch: tuple[tuple[str, ...], Future[Any]] | None = None
         names = {}
         for field in arrow_schema:
             name = duckdb_type_name(field.type)
@@ -97,7 +101,7 @@ class MemorySource:
                     raise Unsupported(f"cannot open {name}: {exc}") from exc
                 meta = file.metadata
                 groups = np.array([meta.row_group(i).num_rows for i in range(meta.num_row_groups)], np.int64)
-                parts.append(_ParquetPart(file, offset, groups))
+                parts.append(_ParquetPart(name, file, offset, groups))
                 offset += int(groups.sum())
                 if schema is None:
                     schema = file.schema_arrow
@@ -126,6 +130,55 @@ class MemorySource:
         if not tables:
             return pa.table({c: pa.array([], self.arrow_schema.field(c).type) for c in columns})
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def prefetch(self, columns: Sequence[str], max_bytes: int) -> bool:
+        """Start decoding ``columns`` of every Parquet row group in a background thread, if they take at most
+        ``max_bytes`` decoded; :meth:`take_rows` then uses them. Returns whether it started.
+
+        The decode (multi-threaded C++) overlaps the matching (NumPy in the calling thread), which is what lets
+        a join use both of a small machine's cores; it costs holding the columns whole, hence the cap.
+        """
+        if self._table is not None or not self._parts:
+            return False
+        wanted = [self.arrow_schema.get_field_index(c) for c in columns]
+        size = 0
+        for part in self._parts:
+            meta = part.file.metadata
+            for group in range(meta.num_row_groups):
+                row_group = meta.row_group(group)
+                size += sum(row_group.column(i).total_uncompressed_size for i in wanted if i >= 0)
+        if size > max_bytes:
+            return False
+        paths = [part.path for part in self._parts]
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlpilot-features-prefetch")
+        self._prefetch = (tuple(columns), pool.submit(_read_whole, paths, list(columns)))
+        pool.shutdown(wait=False)
+        return True
+
+    @property
+    def prefetched(self) -> tuple[str, ...]:
+        """The columns :meth:`prefetch` is decoding (empty if none)."""
+        return () if self._prefetch is None else self._prefetch[0]
+
+    def take_rows(
+        self, positions: np.ndarray[Any, np.dtype[np.int64]], valid: np.ndarray[Any, np.dtype[np.bool_]]
+    ) -> dict[str, Any]:
+        """The prefetched columns at ``positions`` (any order, repeats allowed), null where not ``valid``."""
+        import pyarrow as pa
+
+        assert self._prefetch is not None
+        columns, future = self._prefetch
+        table = future.result()
+        indices = pa.array(positions, pa.int64(), mask=~valid)
+
+        def take(name: str) -> Any:
+            column = table.column(name)
+            return (column.chunk(0) if column.num_chunks == 1 else column).take(indices)
+
+        # Random reads across columns far larger than the caches wait on memory, not on the CPU: two threads
+        # (the kernels release the GIL) wait in parallel.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlpilot-features-take") as pool:
+            return dict(zip(columns, pool.map(take, columns), strict=True))
 
     def gather(self, positions: np.ndarray[Any, np.dtype[np.int64]], columns: Sequence[str]) -> dict[str, Any]:
         """The ``columns`` of the rows at ``positions`` (sorted, unique), as Arrow arrays in that order."""
@@ -178,6 +231,25 @@ class MemorySource:
         return table.take(pa.array(np.concatenate(local), pa.int64()))
 
     def close(self) -> None:
+        if self._prefetch is not None:
+            # Let an unused decode finish (it cannot be interrupted) before the files close; its error, if
+            # any, belongs to nobody: the join either used it through take_rows or failed for another reason.
+            with contextlib.suppress(Exception):
+                self._prefetch[1].result()
+            self._prefetch = None
         for part in self._parts:
             part.file.close()
         self._parts = []
+
+
+def _read_whole(paths: Sequence[str], columns: list[str]) -> Any:
+    """``columns`` of every file, concatenated in order (own file handles: runs in the prefetch thread)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in paths:
+        with pq.ParquetFile(path, memory_map=True) as file:
+            tables.append(file.read(columns=columns, use_threads=True))
+    # One chunk per column: taking rows from contiguous arrays is several times faster than across chunks.
+    return (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).combine_chunks()

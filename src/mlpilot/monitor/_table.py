@@ -36,10 +36,15 @@ _WORKERS = min(4, os.cpu_count() or 1)
 
 @dataclass(frozen=True)
 class ParquetColumn:
-    """One column of a Parquet file, read only when needed (and then by itself, single-threaded)."""
+    """One column of a Parquet file, read only when needed (and then by itself, single-threaded).
+
+    ``metadata`` is the file's footer, parsed once and shared: each read opens the file again (readers are not
+    shared between threads) but does not parse the footer again.
+    """
 
     path: str
     name: str
+    metadata: Any = None
 
     def read(self, *, as_dictionary: bool = False) -> pa.ChunkedArray:
         """The column; ``as_dictionary`` keeps Parquet's dictionary encoding (no strings materialized)."""
@@ -47,9 +52,13 @@ class ParquetColumn:
 
         try:
             # ParquetFile, not read_table: read_table goes through pyarrow.dataset, whose libraries alone add
-            # ~50 MB to the process. One reader per call: readers are not shared between threads.
-            reader = pq.ParquetFile(self.path, read_dictionary=[self.name] if as_dictionary else None)
-            return reader.read(columns=[self.name], use_threads=False).column(0)
+            # ~50 MB to the process. An OSFile, not the path: resolving a path to a filesystem costs more than
+            # reading a column of 100,000 rows.
+            with pa.OSFile(self.path) as source:
+                reader = pq.ParquetFile(
+                    source, metadata=self.metadata, read_dictionary=[self.name] if as_dictionary else None
+                )
+                return reader.read(columns=[self.name], use_threads=False).column(0)
         except (OSError, pa.ArrowException) as exc:
             raise InvalidInputError(
                 f"column {self.name!r}: cannot read it from {self.path}: {exc}", field=self.name
@@ -297,8 +306,9 @@ def _parquet_table(path: str, forced: Mapping[str, str]) -> Table:
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(path)
-        schema, rows = meta.schema_arrow, meta.metadata.num_rows
+        with pa.OSFile(path) as source:
+            metadata = pq.ParquetFile(source).metadata
+        schema, rows = metadata.schema.to_arrow_schema(), metadata.num_rows
     except (OSError, pa.ArrowException) as exc:
         raise InvalidInputError(f"table: cannot read Parquet file {path}: {exc}", field="table") from exc
     columns: dict[str, Column] = {}
@@ -313,7 +323,7 @@ def _parquet_table(path: str, forced: Mapping[str, str]) -> Table:
             else:
                 skipped[field.name] = f"unsupported type {field.type}"
                 continue
-        source = ParquetColumn(path, field.name)
+        source = ParquetColumn(path, field.name, metadata)
         if kind == "numeric" and _is_numeric_type(field.type):
             columns[field.name] = NumericColumn(source)
         elif kind == "numeric":

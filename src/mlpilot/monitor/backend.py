@@ -40,8 +40,10 @@ class MonitorBackend(Protocol):
 
 
 def default_predictions_url(settings: Settings) -> str:
-    """Where ``mlpilot serve`` writes the prediction log by default: next to the artifacts when they live
-    elsewhere (``<artifact url>/predictions``), else ``$MLPILOT_HOME/predictions``."""
+    """Where ``mlpilot serve`` writes the prediction log: ``MLPILOT_PREDICTIONS_URL``, else next to the artifacts
+    when they live elsewhere (``<artifact url>/predictions``), else ``$MLPILOT_HOME/predictions``."""
+    if settings.predictions_url:
+        return settings.predictions_url
     if settings.artifact_url:
         return f"{settings.artifact_url.rstrip('/')}/predictions"
     return str(settings.home.resolve() / "predictions")

@@ -215,11 +215,11 @@ def _timeline_svg(metric: str, timeline: list[dict[str, object]], width: int = 6
             f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="3" fill="{_CUR}"><title>{escape(metric)} '
             f"{_fmt(v)} on {labeled:,} labeled rows</title></circle>"
         )
-    for i in (0, len(timeline) - 1):
-        start = timeline[i].get("start")
-        if isinstance(start, int | float):
-            stamp = datetime.fromtimestamp(start / 1000, tz=UTC).strftime("%m-%d %H:%M")
-            parts.append(f'<text x="{x(i):.1f}" y="{height - 8}" font-size="10" text-anchor="middle">{stamp}</text>')
+    for i, key, anchor in ((0, "start", "start"), (len(timeline) - 1, "end", "end")):
+        moment = timeline[i].get(key)
+        if isinstance(moment, int | float):
+            stamp = datetime.fromtimestamp(moment / 1000, tz=UTC).strftime("%m-%d %H:%M UTC")
+            parts.append(f'<text x="{x(i):.1f}" y="{height - 8}" font-size="10" text-anchor="{anchor}">{stamp}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
