@@ -13,7 +13,7 @@ from mlpilot.demo.tour import EXPERIMENT, MODEL_NAME, run_demo
 def test_demo_trains_registers_and_promotes_the_better_model() -> None:
     out = io.StringIO()
     client = Client()
-    state = run_demo(client, rows=3_000, seed=1, console=Console(file=out, width=120))
+    state = run_demo(client, rows=8_000, seed=1, console=Console(file=out, width=120))
     page = client.search_runs(experiment=EXPERIMENT, order_by=["metrics.auc DESC"])
     assert len(page.runs) == 2
     best = page.runs[0]
@@ -33,6 +33,10 @@ def test_demo_trains_registers_and_promotes_the_better_model() -> None:
         assert report.errors == 0
         assert report.requests > 0
     assert any((client.settings.home / "predictions").rglob("*.parquet"))
+    monitored = state.data["monitor"].summary
+    assert "monthly_charges" in monitored.drifted_features
+    assert monitored.worst_segment in ("region=EU & plan=basic", "plan=basic & region=EU")
+    assert (client.settings.home / "reports" / "churn-monitoring.html").exists()
     text = out.getvalue()
     assert "champion" in text
     assert "mlpilot runs list" in text

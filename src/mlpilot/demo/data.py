@@ -33,7 +33,8 @@ def make_churn(n: int = 20_000, *, seed: int = 0, shift: dict[str, Any] | None =
     """A pandas DataFrame of ``n`` customers with ``customer_id``, the features, ``signup_time`` and ``churned``.
 
     ``shift={"region": "EU", "plan": "basic", "monthly_charges": 25.0}`` adds 25 to the charges of that segment
-    (and the churn that follows from it), for drift demonstrations.
+    (and the churn that follows from it), for drift demonstrations; ``"churn_boost": 1.5`` adds to that
+    segment's log-odds of churning (a competitor's offer the model never saw), so its accuracy falls.
     """
     import pandas as pd
 
@@ -69,6 +70,8 @@ def make_churn(n: int = 20_000, *, seed: int = 0, shift: dict[str, Any] | None =
         + np.where((region == "EU") & (plan == "basic"), 0.04 * (charges - 30.0), 0.0)
         + np.where(region == "LATAM", 0.3, 0.0)
     )
+    if shift and "churn_boost" in shift:
+        logit = np.where(mask, logit + float(shift["churn_boost"]), logit)
     churned = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     start = np.datetime64("2025-01-01T00:00:00")
     signup = start + rng.integers(0, 365 * 24 * 3600, size=n).astype("timedelta64[s]")

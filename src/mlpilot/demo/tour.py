@@ -143,6 +143,68 @@ def step_serve(state: DemoState) -> None:
     state.console.print(f"prediction log (Parquet): {log_url}")
 
 
+def step_monitor(state: DemoState) -> None:
+    from mlpilot.demo.data import make_churn
+    from mlpilot.monitor import EndpointConfig, LabelBatch, WindowSpec
+    from mlpilot.monitor.service import Monitor
+    from mlpilot.serving import RegistrySource
+    from mlpilot.serving.testing import serve_in_thread
+
+    monitor = state.client.monitor
+    if not isinstance(monitor, Monitor):
+        # The demo's model server writes its prediction log on this machine, out of a remote server's reach.
+        state.console.print("monitoring step skipped: it needs the embedded store (run the demo without --url)")
+        return
+    monitor.configure_endpoint(MODEL_NAME, EndpointConfig(segments=["region", "plan"]))
+    # A month later: charges rose for EU customers on the basic plan, and a competitor's offer makes them churn.
+    shift = {"region": "EU", "plan": "basic", "monthly_charges": 25.0, "churn_boost": 2.0}
+    traffic = make_churn(state.rows // 4, seed=state.seed + 7, shift=shift)
+    rows = traffic[FEATURES].to_dict(orient="records")
+    source = RegistrySource(state.client.registry, state.client.artifacts)
+    log_url = state.client.settings.home.resolve() / "predictions"
+    request_ids: list[str] = []
+    with serve_in_thread(source, [f"{MODEL_NAME}@champion"], log_url=log_url) as running:
+        serving = running.client()
+        try:
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=state.console,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("sending shifted traffic", total=len(rows))
+                for row, cid, region, plan in zip(
+                    rows, traffic["customer_id"], traffic["region"], traffic["plan"], strict=True
+                ):
+                    answer = serving.predict(
+                        MODEL_NAME, [row], entity_id=str(cid), segments={"region": region, "plan": plan}
+                    )
+                    request_ids.append(answer.request_id)
+                    progress.advance(task)
+        finally:
+            serving.close()
+        if running.server.predlog is not None:
+            running.server.predlog.flush()
+    state.console.print(f"sent {len(rows):,} requests with region and plan; EU/basic customers drifted")
+    # Ground truth arrives later, keyed by the request ids the server answered with.
+    labels = LabelBatch.from_request_ids(request_ids, traffic["churned"].tolist(), endpoint=MODEL_NAME)
+    report_path = state.client.settings.home.resolve() / "reports" / "churn-monitoring.html"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    result = monitor.check(MODEL_NAME, WindowSpec(last_rows=len(rows)), labels=labels, html=report_path)
+    state.data["monitor"] = result
+    summary = result.summary
+    state.console.print(
+        f"labels joined for {summary.labeled_rows:,} of {summary.rows:,} predictions; "
+        f"drifted features: [bold]{', '.join(summary.drifted_features) or 'none'}[/bold]"
+    )
+    state.console.print(f"segment whose performance fell most: [bold]{summary.worst_segment or '-'}[/bold]")
+    if summary.worst_segment_description:
+        state.console.print(f"  {summary.worst_segment_description}")
+    state.console.print(f"HTML report: {report_path}")
+
+
 def step_summary(state: DemoState) -> None:
     table = Table(title="tracked runs", header_style="bold")
     for col in ("run", "model", "AUC", "accuracy", "log loss", "version"):
@@ -175,6 +237,7 @@ STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("train and track", step_train),
     ("register and promote", step_promote),
     ("serve", step_serve),
+    ("monitor", step_monitor),
     ("summary", step_summary),
 ]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ __all__ = ["LOOKUP_METADATA_KEY", "LookupLog"]
 
 LOOKUP_METADATA_KEY = b"mlpilot.lookup"
 _RESERVED = ("request_id", "row", "time")
+_PIECE = 1_000
 
 logger = logging.getLogger("mlpilot.features.lookup_log")
 
@@ -52,6 +54,13 @@ class LookupLog:
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         import fsspec
+
+        # Imported now, at startup: a first import inside the writer thread would hold the GIL for a while
+        # and stall the requests being served (pyarrow loads its pandas shim on its first conversion).
+        import pyarrow
+        import pyarrow.parquet
+
+        pyarrow.array([0.0], pyarrow.float64())
 
         clash = [name for name in (*join_keys, *dtypes) if name in _RESERVED]
         if clash:
@@ -77,6 +86,7 @@ class LookupLog:
             }
         ).encode()
         self._fs, self._root = fsspec.core.url_to_fs(self.url, **dict(storage_options or {}))
+        self._local = "file" in (self._fs.protocol if isinstance(self._fs.protocol, tuple) else (self._fs.protocol,))
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._columns: dict[str, list[Any]] = self._empty()
@@ -146,15 +156,21 @@ class LookupLog:
 
         from mlpilot.features._arrowtypes import output_type
 
+        def convert(values: list[Any], kind: Any = None) -> Any:
+            # Small pieces: converting Python objects holds the GIL, and a request thread must not wait long.
+            return pa.chunked_array(
+                [pa.array(values[i : i + _PIECE], kind) for i in range(0, len(values), _PIECE)], kind
+            )
+
         arrays: dict[str, Any] = {
-            "request_id": pa.array(columns["request_id"], pa.string()),
-            "row": pa.array(columns["row"], pa.int32()),
-            "time": pa.array(columns["time"], pa.int64()).view(pa.timestamp("us", tz="UTC")),
+            "request_id": convert(columns["request_id"], pa.string()),
+            "row": convert(columns["row"], pa.int32()),
+            "time": convert(columns["time"], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         }
         for key in self.join_keys:
-            arrays[key] = pa.array(columns[key])
+            arrays[key] = convert(columns[key])
         for name, dtype in self.dtypes.items():
-            arrays[name] = pa.array(columns[name], output_type(dtype))
+            arrays[name] = convert(columns[name], output_type(dtype))
         table = pa.table(arrays).replace_schema_metadata({LOOKUP_METADATA_KEY: self._metadata})
         day = datetime.fromtimestamp(columns["time"][0] / 1e6, tz=UTC).strftime("%Y-%m-%d")
         folder = f"{self._root}/date={day}"
@@ -162,9 +178,14 @@ class LookupLog:
         self._fs.makedirs(folder, exist_ok=True)
         # Readers glob *.parquet: the dot-prefixed temporary name keeps half-written files out of their sight.
         tmp = f"{folder}/.{name}.tmp"
-        with self._fs.open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-        self._fs.mv(tmp, f"{folder}/{name}")
+        if self._local:
+            # pyarrow's own file writer runs without the GIL (a Python file object would take it per write).
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, f"{folder}/{name}")
+        else:
+            with self._fs.open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+            self._fs.mv(tmp, f"{folder}/{name}")
         return f"{folder}/{name}"
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mlpilot.errors import ConfigError, InvalidInputError
-from mlpilot.monitor.entities import CheckSummary
+from mlpilot.monitor.entities import CheckSummary, EndpointConfig
 from mlpilot.monitor.labels import LabelBatch, LabelReceipt, LabelValue
 from mlpilot.monitor.windows import WindowSpec
 
@@ -36,6 +36,10 @@ class MonitorBackend(Protocol):
 
     def check_report(self, endpoint: str, check_id: int | None = None) -> dict[str, Any]:
         """The full report (``DriftReport.to_dict()``) of a stored check, by default the newest."""
+        ...
+
+    def configure_endpoint(self, name: str, config: EndpointConfig, *, actor: str = "local") -> EndpointConfig:
+        """Declare ``name``'s segment fields, label and output columns and default window."""
         ...
 
 
