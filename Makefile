@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(PIP) install --upgrade pip
 
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[sklearn,serve]'
+	$(PIP) install -e '.[sklearn,serve,monitor]'
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python

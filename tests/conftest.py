@@ -99,7 +99,9 @@ def artifacts(tmp_path: Path) -> FsspecArtifactStore:
 class LiveServer:
     """A real ``mlpilot server`` (uvicorn) in a thread on 127.0.0.1, over its own store and artifact folder."""
 
-    def __init__(self, home: Path, *, require_auth: bool = False, db_url: str | None = None) -> None:
+    def __init__(
+        self, home: Path, *, require_auth: bool = False, db_url: str | None = None, background: bool = False
+    ) -> None:
         import socket
         import threading
 
@@ -111,7 +113,8 @@ class LiveServer:
         self._clients: list[Any] = []
         self.settings = load_settings(home=str(home), db_url=db_url)
         self.services = Services.from_settings(self.settings)
-        app = create_app(self.services, require_auth=require_auth)
+        # Control loops (rollout controller, monitoring scheduler) are off unless a test asks: tests drive them.
+        app = create_app(self.services, require_auth=require_auth, background=background)
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self.port = int(self._sock.getsockname()[1])

@@ -19,6 +19,7 @@ from typing import Any
 from mlpilot.artifacts import ArtifactStore, open_artifact_store
 from mlpilot.config import Settings, load_settings
 from mlpilot.deploy import Deployments, DeploymentsBackend
+from mlpilot.features.service import FeatureStoreBackend
 from mlpilot.monitor.backend import MonitorBackend
 from mlpilot.registry import ModelVersionInfo, Predictor, RegistryBackend, RegistryService
 from mlpilot.registry import load_model as _load_model
@@ -51,6 +52,7 @@ class Client:
         self.artifacts: ArtifactStore
         self.deployments: DeploymentsBackend
         self.monitor: MonitorBackend
+        self.features: FeatureStoreBackend
         if target is not None and target.startswith(("http://", "https://")):
             from mlpilot.remote.artifacts import RestArtifactStore
             from mlpilot.remote.deploy import RestDeployments
@@ -67,6 +69,9 @@ class Client:
             self.artifacts = RestArtifactStore(transport)
             self.deployments = RestDeployments(transport)
             self.monitor = RestMonitor(transport)
+            from mlpilot.features.rest import RestFeatureStore
+
+            self.features = RestFeatureStore(transport)
             self._closers: list[Any] = [transport]
         else:
             from mlpilot.store import Store
@@ -90,7 +95,13 @@ class Client:
                     f"models:/{name}/{version}", self.registry, self.artifacts
                 ),
             )
-            self._closers = [self.monitor, self.artifacts, store]
+            from mlpilot.features.online import default_online_url
+            from mlpilot.features.service import FeatureStoreService
+
+            self.features = FeatureStoreService(
+                store, online=self.settings.features_online_url or default_online_url(self.settings.home)
+            )
+            self._closers = [self.features, self.monitor, self.artifacts, store]
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     predictions_url: str | None = Field(
         default=None, description="Where the model server writes, and monitoring reads, the prediction log."
     )
+    features_online_url: str | None = Field(
+        default=None, description="Online feature store: sqlite:///… (default under home) or redis://…"
+    )
     monitor_interval: float = Field(default=60.0, gt=0, description="Seconds between scheduled monitoring rounds.")
     host: str = Field(default="127.0.0.1", description="Address `mlpilot server` binds to.")
     port: int = Field(default=5080, ge=1, le=65535, description="Port `mlpilot server` listens on.")
@@ -47,7 +50,7 @@ class Settings(BaseSettings):
     flush_interval: float = Field(default=0.5, gt=0, description="Seconds between background metric flushes.")
     sqlite_busy_timeout: float = Field(default=60.0, gt=0, description="Seconds SQLite waits on a lock.")
 
-    @field_validator("db_url", "artifact_url", "server_url", "predictions_url")
+    @field_validator("db_url", "artifact_url", "server_url", "predictions_url", "features_online_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None

@@ -50,8 +50,8 @@ class Services:
             # Reference profiles include the model's predictions on its training sample.
             model_loader=lambda name, version: load_model(f"models:/{name}/{version}", self.registry, self.artifacts),
         )
-        # The online store opens on the first lookup; MLPILOT_FEATURES_ONLINE_URL (once settings has it) or SQLite.
-        online = getattr(self.settings, "features_online_url", None) or default_online_url(self.settings.home)
+        # The online store opens on the first lookup: MLPILOT_FEATURES_ONLINE_URL, else SQLite under home.
+        online = self.settings.features_online_url or default_online_url(self.settings.home)
         self.features = FeatureStoreService(self.store, online=online)
 
     @classmethod
