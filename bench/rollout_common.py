@@ -81,7 +81,8 @@ def stack(name: str, versions: int = 2, *, poll_interval: float = 0.2, threads: 
 
             RestDeployments(HttpTransport(control)).create(name, model=name, version=1)
             serve_args = ["deploy", "serve", name, "--control-plane", control, "--port", str(sport)]
-            serve_args += ["--poll-interval", str(poll_interval), "--threads", str(threads)]
+            # no access log: the published figures were measured without one (a data plane writes one by default)
+            serve_args += ["--poll-interval", str(poll_interval), "--threads", str(threads), "--no-access-log"]
             procs.append(_mlpilot(serve_args, home / "serve", home / "serve.log"))
             serve = f"http://127.0.0.1:{sport}"
             wait_http(f"{serve}/v2/health/ready", procs[1])

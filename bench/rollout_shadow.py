@@ -1,21 +1,27 @@
 """Added latency of shadowing: callers' p50/p99 with and without every request mirrored to a shadow.
 
-A real control plane and a real data plane (``mlpilot deploy serve``) run in their own processes; this process
-drives open-loop load at ``--rate`` requests/s and alternates phases without and with a 100% shadow of
-version 2 (same model size), ``--phases`` times each, ``--seconds`` each, discarding the first second after
-every switch. The shadow runs after the caller has its answer, so the added p99 is what the extra work on the
-same cores costs (goal <= 1 ms).
+A real control plane and a real data plane (``mlpilot deploy serve``, default inference threads unless
+``--threads``) run in their own processes; this process drives open-loop load at ``--rate`` requests/s. Phases
+without and with a 100% shadow of version 2 (a model of the same size) alternate in pairs, ``--pairs`` times,
+``--seconds`` each. Pairs run in ABBA order (off/on, on/off, off/on, ...) so that a slow drift of the machine
+cancels out, and each phase starts only once the data plane serves the new configuration, plus one second. The
+figure is the median over pairs of (p99 with shadow - p99 without), with the spread of the pairs: on a shared
+machine the noise of identical phases is of the same order, so the spread says how far to trust the median.
+The shadow report's mirrored and skipped counts show how much of the shadow work ran.
 
-Run:  .venv/bin/python bench/rollout_shadow.py [--rate 200] [--seconds 8] [--phases 3]
+Run:  .venv/bin/python bench/rollout_shadow.py [--rate 200] [--seconds 5] [--pairs 8] [--threads 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import platform
 import statistics
 import time
 
+import httpx
 import numpy as np
 from rollout_common import Driver, stack
 
@@ -23,53 +29,100 @@ from mlpilot.remote.deploy import RestDeployments
 from mlpilot.remote.http import HttpTransport
 
 
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _wait_serving(url: str, name: str, versions: set[int], timeout: float = 30.0) -> None:
+    """Until the data plane has loaded exactly ``versions`` of ``name``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        models = httpx.get(f"{url}/v1/models", timeout=5).json()["models"]
+        if any(m["name"] == name and set(m["versions"]) == versions for m in models):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"the data plane did not switch to versions {sorted(versions)} within {timeout} s")
+
+
+def _quantiles(load: Driver, start: float, end: float) -> tuple[int, float, float]:
+    window = [a for a in load.snapshot() if start <= a.start < end and a.status == 200]
+    ms = np.array([(a.end - a.start) * 1000 for a in window])
+    return len(window), float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--phases", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="the data plane's inference threads (0: cores - 1)")
     args = parser.parse_args()
     name = "churn"
-    results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    mirrored = 0
+    pairs: list[tuple[tuple[float, float], tuple[float, float]]] = []  # ((p50, p99) off, (p50, p99) on)
+    mirrored = skipped = requests = 0
+    load_before = os.getloadavg()
     with stack(name, threads=args.threads) as s, Driver(s.serve_url, name, rate=args.rate) as load:
         api = RestDeployments(HttpTransport(s.control_url))
         time.sleep(2)
-        for phase in range(2 * args.phases):
-            shadowing = phase % 2 == 1
-            if shadowing:
-                api.start_shadow(name, 2, mirror=100, reason="bench")
-            elif phase:
-                api.rollback(name, reason="bench")
-            time.sleep(1.0)
-            start = time.time()
-            time.sleep(args.seconds)
-            window = [a for a in load.snapshot() if a.start >= start and a.status == 200]
-            ms = np.array([(a.end - a.start) * 1000 for a in window])
-            p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
-            results[shadowing].append((p50, p99))
-            if shadowing:
-                mirrored += api.analyze(name).shadow["mirrored"]  # type: ignore[index]
-            print(
-                f"phase {phase + 1} shadow={'on ' if shadowing else 'off'}: {len(window)} requests, "
-                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-            )
+        shadowing = False
+        for pair in range(args.pairs):
+            order = [False, True] if pair % 2 == 0 else [True, False]
+            figures: dict[bool, tuple[float, float]] = {}
+            for want in order:
+                if want and not shadowing:
+                    api.start_shadow(name, 2, mirror=100, skip_gate=True, reason="bench")
+                    _wait_serving(s.serve_url, name, {1, 2})
+                elif not want and shadowing:
+                    mirrored_now = api.analyze(name).shadow or {}
+                    mirrored += int(mirrored_now.get("mirrored", 0))
+                    skipped += int(mirrored_now.get("skipped", 0))
+                    api.rollback(name, reason="bench")
+                    _wait_serving(s.serve_url, name, {1})
+                shadowing = want
+                time.sleep(1.0)
+                start = time.time()
+                time.sleep(args.seconds)
+                n, p50, p99 = _quantiles(load, start, time.time())
+                requests += n
+                figures[want] = (p50, p99)
+                print(
+                    f"pair {pair + 1} shadow={'on ' if want else 'off'}: {n} requests, p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                )
+            pairs.append((figures[False], figures[True]))
+        if shadowing:
+            time.sleep(1.5)  # the last report of the data plane
+            report = api.analyze(name).shadow or {}
+            mirrored += int(report.get("mirrored", 0))
+            skipped += int(report.get("skipped", 0))
         errors = load.errors + sum(a.status != 200 for a in load.snapshot())
-    off50 = statistics.mean(p for p, _ in results[False])
-    on50 = statistics.mean(p for p, _ in results[True])
-    off99 = statistics.mean(p for _, p in results[False])
-    on99 = statistics.mean(p for _, p in results[True])
+    load_after = os.getloadavg()
+    d99 = [on[1] - off[1] for off, on in pairs]
+    d50 = [on[0] - off[0] for off, on in pairs]
+    off99 = statistics.median(off[1] for off, _ in pairs)
+    on99 = statistics.median(on[1] for _, on in pairs)
     print()
-    print(f"machine: {platform.processor() or platform.machine()}, load {args.rate:g} req/s, threads {args.threads}")
-    print(f"p50: {off50:.2f} ms without shadow, {on50:.2f} ms with (added {on50 - off50:+.2f} ms)")
-    print(f"p99: {off99:.2f} ms without shadow, {on99:.2f} ms with (added {on99 - off99:+.2f} ms; goal <= 1 ms)")
-    pairs = [on[1] - off[1] for off, on in zip(results[False], results[True], strict=True)]
+    print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='minutes')}")
     print(
-        f"p99 added, median of {len(pairs)} paired phases: {statistics.median(pairs):+.2f} ms "
-        f"(spread {min(pairs):+.2f} .. {max(pairs):+.2f} ms: the machine's noise)"
+        f"machine: {_cpu()}, {os.cpu_count()} cores, python {platform.python_version()}; load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)"
     )
-    print(f"mirrored requests reported: {mirrored}; failed requests: {errors}")
+    print(
+        f"load: {args.rate:g} req/s open loop, {args.pairs} pairs of {args.seconds:g} s, threads {args.threads or 'default'}"
+    )
+    print(f"p99 median over phases: {off99:.2f} ms without shadow, {on99:.2f} ms with")
+    print(
+        f"p99 added, median of {len(d99)} paired phases: {statistics.median(d99):+.2f} ms "
+        f"(spread {min(d99):+.2f} .. {max(d99):+.2f} ms; goal <= 1 ms)"
+    )
+    print(f"p50 added, median of {len(d50)} paired phases: {statistics.median(d50):+.2f} ms")
+    print(f"requests measured: {requests}; failed: {errors}; mirrored and run: {mirrored}; skipped: {skipped}")
 
 
 if __name__ == "__main__":

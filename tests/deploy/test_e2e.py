@@ -350,7 +350,11 @@ def test_sticky_assignment_agrees_across_two_server_processes(env: Env, tmp_path
         cmd = [sys.executable, "-m", "mlpilot.cli", "deploy", "serve", name, "--control-plane", env.control.url]
         procs.append(
             subprocess.Popen(
-                [*cmd, "--port", str(port)], env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                # no access log: nobody reads this stderr pipe until the end, and a full pipe blocks its writer
+                [*cmd, "--port", str(port), "--no-access-log"],
+                env=child_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
         )
     try:

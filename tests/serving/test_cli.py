@@ -82,7 +82,7 @@ def test_serve_a_registered_model(tmp_path: Path, cancer: Any, cancer_model: Any
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr  # interrupted, after a graceful shutdown
+    assert proc.returncode == 0, stderr  # a graceful shutdown on SIGINT is a clean exit
     assert "mlpilot serve on http://127.0.0.1" in stderr
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     access = [line for line in lines if "request_id" in line]

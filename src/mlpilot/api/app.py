@@ -79,8 +79,11 @@ def create_app(services: Services, *, require_auth: bool = False, background: bo
             yield
             return
         from mlpilot.deploy import Controller
+        from mlpilot.deploy.labels import LabelFeed
 
-        controller = Controller(services.deployments, interval=1.0).start()
+        # Labels logged through monitoring feed the rollouts' online accuracy before each look.
+        feed = LabelFeed(services.deployments, services.monitor)
+        controller = Controller(services.deployments, interval=1.0, labels=feed).start()
         try:
             with services.monitor.scheduler().running():
                 yield

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import click
 
 from mlpilot.cli.context import settings, url_option
-from mlpilot.cli.output import console, err_console, fmt_time, print_json, print_table
+from mlpilot.cli.output import console, fmt_time, print_json, print_table
+from mlpilot.cli.serve import config_overrides, follow_deployments, follow_options, server_options
 from mlpilot.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -393,50 +394,50 @@ def _scale(quantity: str, factor: int) -> str:
 
 @deploy.command("serve")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--control-plane", "control_plane", default=None, help="mlpilot server URL (default: settings).")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--poll-interval", type=float, default=0.2, show_default=True, help="Seconds between config checks.")
-@click.option("--initial-config", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--threads", type=click.IntRange(0, 256), default=0, help="Inference threads (0: cores - 1).")
-@click.option("--no-pickle", is_flag=True, help="Refuse pickled Python models (the pyfunc flavor).")
+@follow_options
+@server_options
 def serve(
     names: tuple[str, ...],
     control_plane: str | None,
-    host: str,
-    port: int,
     poll_interval: float,
     initial_config: Path | None,
-    threads: int,
+    host: str | None,
+    port: int | None,
+    max_batch_size: int | None,
+    max_wait_ms: float | None,
+    max_queue_size: int | None,
+    queue_timeout_ms: float | None,
+    threads: int | None,
+    log_sample_rate: float | None,
+    log_url: str | None,
+    no_prediction_log: bool,
+    no_access_log: bool,
     no_pickle: bool,
 ) -> None:
-    """Serve deployments NAMES, following the control plane (routing, canaries, shadows, rollbacks)."""
-    from mlpilot.client import Client
-    from mlpilot.deploy.dataplane import build_data_plane
-    from mlpilot.serving import RegistrySource
+    """Serve deployments NAMES, following the control plane (routing, canaries, shadows, rollbacks).
 
-    s = settings()
-    control = control_plane or s.server_url
-    if not control:
-        raise InvalidInputError("--control-plane: name the mlpilot server to follow", field="control_plane")
-    token = s.token.get_secret_value() if s.token else None
-    client = Client(control, token=token, settings=s)
-    source = RegistrySource(client.registry, client.artifacts, allow_pickle=not no_pickle)
-    err_console.print(f"following {', '.join(names)} on {control} …")
-    plane = build_data_plane(
-        source,
-        control_url=control,
-        names=list(names),
-        token=token,
+    The same server as `mlpilot serve --follow NAME`, with the same options.
+    """
+    follow_deployments(
+        names,
+        control_plane=control_plane,
         host=host,
         port=port,
         poll_interval=poll_interval,
         initial_config=initial_config,
-        log_url=str(s.home.resolve() / "predictions"),
-        serve_options={"inference_threads": threads},
+        overrides=config_overrides(
+            threads=threads,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            max_queue_size=max_queue_size,
+            queue_timeout_ms=queue_timeout_ms,
+            log_sample_rate=log_sample_rate,
+            log_url=log_url,
+            no_prediction_log=no_prediction_log,
+            no_access_log=no_access_log,
+        ),
+        no_pickle=no_pickle,
     )
-    err_console.print(f"mlpilot data plane on http://{host}:{port}")
-    plane.run(host, port)
 
 
 @deploy.command("controller")
@@ -444,12 +445,25 @@ def serve(
 @click.option("--once", is_flag=True, help="Look once and exit.")
 @url_option
 def controller(interval: float, once: bool, url: str | None) -> None:
-    """Run the rollout controller: advance, promote, pause or roll back every active deployment."""
+    """Run the rollout controller: advance, promote, pause or roll back every active deployment.
+
+    On the embedded store it also feeds labels logged through monitoring into the canaries' online accuracy
+    (against a server, the server's own controller does that).
+    """
     import time
 
-    from mlpilot.deploy import Controller
+    from mlpilot.deploy import Controller, Deployments
 
-    ctl = Controller(backend(url), interval=interval)
+    b = backend(url)
+    feed = None
+    if isinstance(b, Deployments) and b.artifacts is not None:
+        from mlpilot.deploy.labels import LabelFeed
+        from mlpilot.monitor.backend import default_predictions_url
+        from mlpilot.monitor.service import Monitor
+
+        monitor = Monitor(b.store, b.artifacts, predictions_url=default_predictions_url(settings()))
+        feed = LabelFeed(b, monitor)
+    ctl = Controller(b, interval=interval, labels=feed)
     while True:
         for outcome in ctl.run_once():
             if outcome.action != "none":

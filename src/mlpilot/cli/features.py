@@ -37,6 +37,20 @@ def _definitions(path: str | None) -> Any:
     )
 
 
+def _parity_definitions(path: str | None, url: str | None, project: str) -> Any:
+    """The definitions file when there is one, else what is registered (what a model server looked up with)."""
+    from mlpilot.features import Definitions
+
+    if path is not None or any(Path(name).is_file() for name in _DEFAULT_FILES):
+        return _definitions(path)
+    registered = _backend(url, project).load_specs()
+    if registered.version == 0:
+        raise InvalidInputError(
+            f"no definitions file here and none registered in project {project!r}: pass -f PATH", field="file"
+        )
+    return Definitions.from_specs(registered.specs)
+
+
 def _close_later(close: Any) -> None:
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
@@ -317,7 +331,9 @@ def get_online(
 @click.option("--tolerance", type=click.FloatRange(0), default=0.0, show_default=True, help="Float tolerance.")
 @click.option("-n", "--examples", type=click.IntRange(0, 10_000), default=20, show_default=True)
 @click.option("--check", is_flag=True, help="Exit with status 1 when any value mismatches.")
+@project_option
 @json_option
+@url_option
 def parity_(
     logs: tuple[str, ...],
     path: str | None,
@@ -327,12 +343,15 @@ def parity_(
     tolerance: float,
     examples: int,
     check: bool,
+    project: str,
     as_json: bool,
+    url: str | None,
 ) -> None:
-    """Replay logged online lookups through the offline join and report every mismatch."""
+    """Replay logged online lookups (a lookup log, or a model server's prediction log with -s SERVICE) through
+    the offline join and report every mismatch. Definitions come from -f, ./features.py, else the registry."""
     from mlpilot.features import parity
 
-    defs = _definitions(path)
+    defs = _parity_definitions(path, url, project)
     chosen: Any = None
     if service is not None:
         chosen = defs.service(service)

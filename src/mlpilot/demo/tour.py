@@ -1,67 +1,57 @@
-"""``mlpilot demo``: the loop on a laptop, step by step. Later steps (serve, canary, drift, retrain) plug in here.
+"""``mlpilot demo``: the whole loop on a laptop, step by step.
 
-Each step is a function taking the shared :class:`DemoState`; :data:`STEPS` lists them in order.
+data → features (point-in-time training set, online store) → train and track → register and promote → serve by
+customer id → monitor drift and accuracy by segment → retrain on the labelled traffic → gate and canary through
+the control plane → plant a broken version and watch the automatic rollback → parity and the audit trail.
+
+Each step is a function taking the shared :class:`~mlpilot.demo.state.DemoState`; :data:`STEPS` lists them in
+order. Steps that need the embedded store say so and skip when the demo runs against a remote server.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlpilot.client import Client
 from mlpilot.demo.data import FEATURES, make_churn
+from mlpilot.demo.featurestore import step_features
+from mlpilot.demo.rollout import step_canary, step_retrain, step_rollback
+from mlpilot.demo.serve import predictions_url, step_monitor, step_serve
+from mlpilot.demo.state import ENDPOINT, EXPERIMENT, MODEL_NAME, SERVICE, DemoState, progress
 from mlpilot.demo.train import evaluate, make_candidates
+from mlpilot.errors import NotFoundError
 
-__all__ = ["STEPS", "DemoState", "run_demo"]
-
-MODEL_NAME = "churn"
-EXPERIMENT = "churn-demo"
-
-
-@dataclass
-class DemoState:
-    client: Client
-    console: Console
-    rows: int
-    seed: int
-    data: dict[str, Any] = field(default_factory=dict)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    versions: list[Any] = field(default_factory=list)
-    champion: Any = None
+__all__ = ["ENDPOINT", "EXPERIMENT", "MODEL_NAME", "STEPS", "DemoState", "run_demo"]
 
 
 def step_data(state: DemoState) -> None:
-    frame = make_churn(state.rows, seed=state.seed)
-    frame = frame.sort_values("signup_time").reset_index(drop=True)
-    cut = int(len(frame) * 0.8)  # train on the past, evaluate on the most recent customers
-    state.data["train"], state.data["test"] = frame.iloc[:cut], frame.iloc[cut:]
+    today = np.datetime64(datetime.now(UTC).date(), "D")
+    # A year of sign-ups ending a month ago, so that every late correction has landed by now.
+    frame = make_churn(state.rows, seed=state.seed, start=today - 400, span_days=365)
+    state.data["customers"] = frame
     state.console.print(
-        f"generated [bold]{len(frame):,}[/bold] customers (churn rate {frame['churned'].mean():.1%}); "
-        f"train {cut:,} / test {len(frame) - cut:,} split by signup time"
+        f"generated [bold]{len(frame):,}[/bold] customers who signed up over a year (churn rate "
+        f"{frame['churned'].mean():.1%}), with region, plan, contract and usage"
     )
 
 
 def step_train(state: DemoState) -> None:
     train, test = state.data["train"], state.data["test"]
     candidates = make_candidates(state.seed)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=state.console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("training", total=len(candidates))
+    with progress(state.console) as bar:
+        task = bar.add_task("training", total=len(candidates))
         for cand in candidates:
-            progress.update(task, description=f"training {cand.name}")
+            bar.update(task, description=f"training {cand.name}")
             with state.client.start_run(EXPERIMENT, name=cand.name, tags={"team": "growth"}) as run:
                 run.log_params({"model": cand.name, **cand.params})
                 run.log_dataset(train, name="churn-train", context="train")
@@ -90,15 +80,15 @@ def step_train(state: DemoState) -> None:
                     training_data=train[FEATURES],
                     run=run,
                     metrics={k: v for k, v in metrics.items() if not k.startswith("auc_region_")},
-                    description=f"{cand.name} on churn features",
+                    description=f"{cand.name} on the {SERVICE} feature service",
                 )
             state.runs.append({"run": run.id, "name": cand.name, "metrics": metrics, "version": version.version})
             state.versions.append(version)
-            progress.console.print(
+            bar.console.print(
                 f"  {cand.name}: AUC {metrics['auc']:.3f}, run {run.id[:12]}, registered "
                 f"{MODEL_NAME} version {version.version} ({version.flavor}, sha256 {version.artifact_sha256[:12]})"
             )
-            progress.advance(task)
+            bar.advance(task)
 
 
 def step_promote(state: DemoState) -> None:
@@ -117,92 +107,41 @@ def step_promote(state: DemoState) -> None:
     )
 
 
-def step_serve(state: DemoState) -> None:
-    try:
-        from mlpilot.serving import RegistrySource
-        from mlpilot.serving.testing import drive, serve_in_thread
-    except ImportError as exc:  # the serve extra brings uvicorn's fast loop and orjson
-        from mlpilot.errors import MissingDependencyError
+def step_parity(state: DemoState) -> None:
+    from mlpilot.features import parity
 
-        raise MissingDependencyError(exc.name or "uvicorn", "serve") from exc
-    rows = state.data["test"][FEATURES].head(500).to_dict(orient="records")
-    source = RegistrySource(state.client.registry, state.client.artifacts)
-    log_url = state.client.settings.home.resolve() / "predictions"
-    with serve_in_thread(source, [f"{MODEL_NAME}@champion"], log_url=log_url) as running:
-        state.console.print(
-            f"serving [bold]{MODEL_NAME}@champion[/bold] at {running.url} (Open Inference Protocol "
-            f"v2, /invocations, /v1/models/{MODEL_NAME}:predict, /metrics)"
-        )
-        for concurrency, count in ((1, 200), (8, 1_000)):
-            report = drive(running.url, MODEL_NAME, rows, requests=count, concurrency=concurrency)
-            state.data[f"serve_c{concurrency}"] = report
-            state.console.print(
-                f"  {count:,} one-row requests at concurrency {concurrency}: {report.requests_per_second:,.0f} req/s, "
-                f"p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms, errors {report.errors}"
-            )
-    state.console.print(f"prediction log (Parquet): {log_url}")
-
-
-def step_monitor(state: DemoState) -> None:
-    from mlpilot.demo.data import make_churn
-    from mlpilot.monitor import EndpointConfig, LabelBatch, WindowSpec
-    from mlpilot.monitor.service import Monitor
-    from mlpilot.serving import RegistrySource
-    from mlpilot.serving.testing import serve_in_thread
-
-    monitor = state.client.monitor
-    if not isinstance(monitor, Monitor):
-        # The demo's model server writes its prediction log on this machine, out of a remote server's reach.
-        state.console.print("monitoring step skipped: it needs the embedded store (run the demo without --url)")
+    if state.features is None:
+        state.skip("parity")
         return
-    monitor.configure_endpoint(MODEL_NAME, EndpointConfig(segments=["region", "plan"]))
-    # A month later: charges rose for EU customers on the basic plan, and a competitor's offer makes them churn.
-    shift = {"region": "EU", "plan": "basic", "monthly_charges": 25.0, "churn_boost": 2.0}
-    traffic = make_churn(state.rows // 4, seed=state.seed + 7, shift=shift)
-    rows = traffic[FEATURES].to_dict(orient="records")
-    source = RegistrySource(state.client.registry, state.client.artifacts)
-    log_url = state.client.settings.home.resolve() / "predictions"
-    request_ids: list[str] = []
-    with serve_in_thread(source, [f"{MODEL_NAME}@champion"], log_url=log_url) as running:
-        serving = running.client()
-        try:
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-                console=state.console,
-                transient=True,
-            ) as progress:
-                task = progress.add_task("sending shifted traffic", total=len(rows))
-                for row, cid, region, plan in zip(
-                    rows, traffic["customer_id"], traffic["region"], traffic["plan"], strict=True
-                ):
-                    answer = serving.predict(
-                        MODEL_NAME, [row], entity_id=str(cid), segments={"region": region, "plan": plan}
-                    )
-                    request_ids.append(answer.request_id)
-                    progress.advance(task)
-        finally:
-            serving.close()
-        if running.server.predlog is not None:
-            running.server.predlog.flush()
-    state.console.print(f"sent {len(rows):,} requests with region and plan; EU/basic customers drifted")
-    # Ground truth arrives later, keyed by the request ids the server answered with.
-    labels = LabelBatch.from_request_ids(request_ids, traffic["churned"].tolist(), endpoint=MODEL_NAME)
-    report_path = state.client.settings.home.resolve() / "reports" / "churn-monitoring.html"
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    result = monitor.check(MODEL_NAME, WindowSpec(last_rows=len(rows)), labels=labels, html=report_path)
-    state.data["monitor"] = result
-    summary = result.summary
+    with state.console.status("replaying the served lookups through the offline join"):
+        report = parity(
+            predictions_url(state), state.features.service, definitions=state.features.definitions, model=MODEL_NAME
+        )
+    state.data["parity"] = report
+    color = "green" if report.ok else "red"
+    state.console.print(f"training/serving parity: [{color}]{report.render()}[/{color}]")
     state.console.print(
-        f"labels joined for {summary.labeled_rows:,} of {summary.rows:,} predictions; "
-        f"drifted features: [bold]{', '.join(summary.drifted_features) or 'none'}[/bold]"
+        "  every value the server looked up online equals what the point-in-time join gives for that customer "
+        "at that request's time: no training/serving skew"
+        if report.ok
+        else "  served values differ from the offline join: see `mlpilot features parity` for examples"
     )
-    state.console.print(f"segment whose performance fell most: [bold]{summary.worst_segment or '-'}[/bold]")
-    if summary.worst_segment_description:
-        state.console.print(f"  {summary.worst_segment_description}")
-    state.console.print(f"HTML report: {report_path}")
+
+
+def _history_table(state: DemoState) -> Table | None:
+    try:
+        history = state.client.deployments.history(ENDPOINT)
+    except NotFoundError:  # no deployment: the rollout steps were skipped
+        return None
+    table = Table(title=f"deployment {ENDPOINT}: history (the audit trail: who, what, why)", header_style="bold")
+    for col in ("rev", "time", "who", "what", "traffic", "why"):
+        table.add_column(col)
+    for entry in history:
+        live = [v for v in entry.spec.variants if v.role in ("primary", "canary")]
+        traffic = " · ".join(f"v{v.version} {v.weight:g}%" for v in sorted(live, key=lambda v: v.version))
+        when = datetime.fromtimestamp(entry.time / 1000).strftime("%H:%M:%S")
+        table.add_row(str(entry.revision), when, entry.actor, entry.action, traffic, entry.reason or "-")
+    return table
 
 
 def step_summary(state: DemoState) -> None:
@@ -220,32 +159,82 @@ def step_summary(state: DemoState) -> None:
             str(r["version"]),
         )
     state.console.print(table)
-    state.console.print(
-        "\nnext:\n"
-        f"  mlpilot runs list -e {EXPERIMENT} -o 'metrics.auc DESC'\n"
-        f"  mlpilot runs list -f \"metrics.auc > 0.7 and params.model = 'gradient_boosting'\"\n"
-        f"  mlpilot models versions {MODEL_NAME}\n"
-        f"  mlpilot models show {MODEL_NAME}\n"
-        f"  mlpilot serve {MODEL_NAME}@champion   # the model server on http://127.0.0.1:8080\n"
-        "  mlpilot server          # REST API + OpenAPI at http://127.0.0.1:5080/docs\n"
-        f"store: {state.client.url}"
-    )
+    history = _history_table(state)
+    if history is not None:
+        state.console.print(history)
+    moves = [
+        f"v{e.payload['version']} ({e.actor}, {datetime.fromtimestamp(e.time / 1000):%H:%M:%S})"
+        for e in state.client.registry.model_history(MODEL_NAME, limit=1000)
+        if e.kind == "model.alias_set" and e.payload.get("alias") == "champion"
+    ]
+    state.console.print(f"{MODEL_NAME}@champion moved: {' → '.join(moves)}")
+    lines = [
+        f"  mlpilot runs list -e {EXPERIMENT} -o 'metrics.auc DESC'",
+        f"  mlpilot models show {MODEL_NAME}     # versions, aliases and their audit trail",
+    ]
+    if history is not None:
+        lines.append(f"  mlpilot deploy show {ENDPOINT}     # spec, variants and history")
+    if state.features is not None:
+        file, log = state.features.file, predictions_url(state)
+        lines += [
+            f"  mlpilot features plan -f {file}",
+            f"  mlpilot features parity -f {file} --log {log} -s {SERVICE} --model {MODEL_NAME}",
+        ]
+    lines += [
+        f"  mlpilot monitor check {MODEL_NAME} --html report.html",
+        "  mlpilot server          # REST API + OpenAPI at http://127.0.0.1:5080/docs",
+    ]
+    state.console.print("\nnext:\n" + "\n".join(lines) + f"\nstore: {state.client.url}")
 
 
 STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("data", step_data),
+    ("features: definitions, point-in-time training set, online store", step_features),
     ("train and track", step_train),
     ("register and promote", step_promote),
-    ("serve", step_serve),
+    ("serve by customer id", step_serve),
     ("monitor", step_monitor),
+    ("retrain on the labelled traffic", step_retrain),
+    ("gate and canary through the control plane", step_canary),
+    ("a broken version: automatic rollback", step_rollback),
+    ("training/serving parity", step_parity),
     ("summary", step_summary),
 ]
+
+
+@contextmanager
+def _narrated() -> Iterator[None]:
+    """The demo narrates what the servers do; their own warnings (every failed request of the planted broken
+    version, for one) would drown the story. Silenced only when nobody configured logging."""
+    library = logging.getLogger("mlpilot")
+    if logging.getLogger().handlers or library.handlers:
+        yield
+        return
+    quiet = logging.NullHandler()
+    library.addHandler(quiet)
+    try:
+        yield
+    finally:
+        library.removeHandler(quiet)
 
 
 def run_demo(client: Client, *, rows: int = 20_000, seed: int = 0, console: Console | None = None) -> DemoState:
     """Run every step of the tour against ``client`` and return what it produced."""
     state = DemoState(client=client, console=console or Console(), rows=rows, seed=seed)
-    for i, (title, step) in enumerate(STEPS, 1):
-        state.console.rule(f"[bold]{i}. {title}")
-        step(state)
+    timings: dict[str, float] = state.data.setdefault("timings", {})
+    with _narrated():
+        _run_steps(state, timings)
     return state
+
+
+def _run_steps(state: DemoState, timings: dict[str, float]) -> None:
+    try:
+        for i, (title, step) in enumerate(STEPS, 1):
+            state.console.rule(f"[bold]{i}. {title}")
+            started = time.perf_counter()
+            step(state)
+            timings[title] = time.perf_counter() - started
+    finally:
+        rollout = state.data.pop("rollout", None)
+        if rollout is not None:  # a step failed mid-rollout: stop the planes and the callers
+            rollout.close()

@@ -10,7 +10,10 @@ import numpy as np
 
 from mlpilot.demo.data import CATEGORICAL, FEATURES, NUMERIC, TARGET
 
-__all__ = ["Candidate", "evaluate", "make_candidates"]
+__all__ = ["BROKEN_REGIONS", "Candidate", "evaluate", "make_broken", "make_candidates"]
+
+#: The only regions the planted broken build (:func:`make_broken`) was fitted on.
+BROKEN_REGIONS = ("NA", "EU")
 
 
 @dataclass
@@ -60,6 +63,25 @@ def make_candidates(seed: int = 0) -> list[Candidate]:
         Candidate("logistic_regression", logreg_params, logreg),
         Candidate("gradient_boosting", hgb_params, hgb),
     ]
+
+
+def make_broken(frame: Any) -> Any:
+    """A deliberately broken build, fitted on the NA and EU export of ``frame`` only: its encoder refuses
+    categories it never saw (``handle_unknown="error"``), so it raises on every APAC and LATAM customer.
+
+    Planted for the demo's rollback step; everything else about it is a normal, reasonable model.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    seen = frame[frame["region"].isin(BROKEN_REGIONS)]
+    pre = ColumnTransformer(
+        [("num", StandardScaler(), NUMERIC), ("cat", OneHotEncoder(handle_unknown="error"), CATEGORICAL)]
+    )
+    model = Pipeline([("pre", pre), ("clf", LogisticRegression(C=0.5, max_iter=500))])
+    return model.fit(seen[FEATURES], seen[TARGET])
 
 
 def evaluate(model: Any, frame: Any) -> dict[str, float]:

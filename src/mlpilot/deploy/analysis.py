@@ -398,10 +398,14 @@ def analyze_ab(spec: DeploymentSpec, data: RolloutData) -> ABReport:
 
 @dataclass(frozen=True)
 class ShadowReport:
-    """How a shadow compares with the primary on the same requests."""
+    """How a shadow compares with the primary on the same requests.
+
+    ``mirrored`` counts the mirrored requests the shadow answered; ``skipped`` those that never ran (shed so that
+    live traffic went first). Agreement and latency are computed on what ran.
+    """
 
     mirrored: int
-    dropped: int
+    skipped: int
     paired: int
     agreement: float | None
     agreement_low: float | None
@@ -437,7 +441,7 @@ def shadow_report(spec: DeploymentSpec, data: RolloutData) -> ShadowReport:
     js = _js_divergence(sp.prediction_bins, ss.prediction_bins)
     return ShadowReport(
         mirrored=ss.requests,
-        dropped=ss.dropped,
+        skipped=ss.dropped,
         paired=ss.paired,
         agreement=agreement,
         agreement_low=low,

@@ -23,6 +23,7 @@ from mlpilot.errors import ConflictError, MlpilotError
 if TYPE_CHECKING:
     from mlpilot.deploy.backend import DeploymentsBackend
     from mlpilot.deploy.entities import DeploymentInfo
+    from mlpilot.deploy.labels import LabelFeed
 
 __all__ = ["ACTOR", "Controller", "StepOutcome", "reconcile"]
 
@@ -84,17 +85,28 @@ def reconcile(backend: DeploymentsBackend, name: str) -> StepOutcome:
 
 
 class Controller:
-    """Calls :func:`reconcile` for every deployment every ``interval`` seconds in a daemon thread."""
+    """Calls :func:`reconcile` for every deployment every ``interval`` seconds in a daemon thread.
 
-    def __init__(self, backend: DeploymentsBackend, *, interval: float = 1.0) -> None:
+    With ``labels`` (a :class:`~mlpilot.deploy.labels.LabelFeed`, on the control plane), each round first turns
+    the labels logged through monitoring since the last round into the rollouts' online accuracy, so the
+    analysis that follows sees them.
+    """
+
+    def __init__(self, backend: DeploymentsBackend, *, interval: float = 1.0, labels: LabelFeed | None = None) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         self.backend = backend
         self.interval = interval
+        self.labels = labels
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> list[StepOutcome]:
+        if self.labels is not None:
+            try:
+                self.labels.sync()
+            except Exception:  # labels are one input of the analysis: the guardrails must still be watched
+                logger.exception("feeding labels to the rollout analysis failed; retrying next round")
         outcomes = []
         for info in self.backend.list_deployments():
             try:

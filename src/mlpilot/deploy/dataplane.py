@@ -15,7 +15,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from mlpilot.errors import ConfigError, RemoteError
 
 if TYPE_CHECKING:
     from mlpilot.serving import ModelServer, ModelSource
+    from mlpilot.serving.accesslog import AccessLog
 
 __all__ = ["DataPlane", "RunningDataPlane", "build_data_plane", "serve_in_thread"]
 
@@ -52,7 +53,11 @@ class DataPlane:
         """Serve until interrupted (blocking)."""
         import uvicorn
 
-        uvicorn.Server(self.uvicorn_config(host, port)).run()
+        from mlpilot.serving.server import tune_process
+
+        config = self.uvicorn_config(host, port)
+        tune_process()
+        uvicorn.Server(config).run()
 
 
 def _initial_documents(
@@ -89,9 +94,16 @@ def build_data_plane(
     max_shadow_in_flight: int = 64,
     replica: str | None = None,
     serve_options: dict[str, Any] | None = None,
+    access_log: AccessLog | None = None,
+    features: Mapping[str, Any] | None = None,
+    features_online_url: str | None = None,
 ) -> DataPlane:
     """Fetch the serving documents of ``names``, load their versions from ``source`` and wire the router and
-    the follower (blocking: models load before this returns)."""
+    the follower (blocking: models load before this returns). ``serve_options`` are
+    :class:`~mlpilot.serving.ServeConfig` fields (batching, prediction log, threads...); ``access_log`` is
+    where access-log lines go when ``serve_options`` turn them on. ``features`` maps deployment names to the
+    feature service their callers' entity keys are looked up in (the ``source`` provides the registered
+    definitions, ``features_online_url`` the online store; see :mod:`mlpilot.serving.features`)."""
     from mlpilot.serving import ModelServer, ServeConfig
 
     if not names:
@@ -109,7 +121,13 @@ def build_data_plane(
         },
         source="mlpilot deploy serve",
     )
-    server = ModelServer(serve_config_for(base, docs), source, log_url=log_url).load()
+    server = ModelServer(
+        serve_config_for(base, docs, features),
+        source,
+        log_url=log_url,
+        access_log=access_log,
+        features_online_url=features_online_url,
+    ).load()
     router = TrafficRouter(server.app, max_shadow_in_flight=max_shadow_in_flight)
     follower = DeploymentFollower(
         server,
@@ -120,6 +138,7 @@ def build_data_plane(
         poll_interval=poll_interval,
         report_interval=report_interval,
         replica=replica,
+        features=features,
     )
     follower.install(docs)
     router.background += [follower.run_polls, follower.run_reports]

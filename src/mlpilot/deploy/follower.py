@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -77,8 +77,13 @@ def fetch_documents(control_url: str, names: Sequence[str], *, token: str | None
         raise RemoteError(f"cannot reach the control plane at {control_url}: {exc}") from exc
 
 
-def serve_config_for(base: ServeConfig, docs: Sequence[ServingDocument]) -> ServeConfig:
-    """``base`` serving the models the documents name (primary first, so unrouted requests get it)."""
+def serve_config_for(
+    base: ServeConfig, docs: Sequence[ServingDocument], features: Mapping[str, Any] | None = None
+) -> ServeConfig:
+    """``base`` serving the models the documents name (primary first, so unrouted requests get it).
+
+    ``features`` maps deployment names to the feature service their versions look inputs up from (a service
+    name or a :class:`~mlpilot.serving.FeaturesConfig`): callers of those endpoints send entity keys."""
     from mlpilot.serving import ModelConfig
 
     seen: dict[tuple[str, str], ModelConfig] = {}
@@ -88,7 +93,10 @@ def serve_config_for(base: ServeConfig, docs: Sequence[ServingDocument]) -> Serv
             seen.setdefault((mc.ref, mc.name or ""), mc)
     if not seen:
         raise ConfigError("the serving documents name no model", key="models")
-    return base.model_copy(update={"models": list(seen.values())})
+    config = base.model_copy(update={"models": list(seen.values())})
+    served = {d.name for d in docs}
+    wanted = {name: service for name, service in (features or {}).items() if name in served}
+    return config.with_features(wanted) if wanted else config
 
 
 class DeploymentFollower:
@@ -105,6 +113,7 @@ class DeploymentFollower:
         poll_interval: float = 0.2,
         report_interval: float = 1.0,
         replica: str | None = None,
+        features: Mapping[str, Any] | None = None,
     ) -> None:
         if poll_interval <= 0 or report_interval <= 0:
             raise ConfigError("poll_interval and report_interval must be positive", key="poll_interval")
@@ -116,6 +125,8 @@ class DeploymentFollower:
         self.poll_interval = poll_interval
         self.report_interval = report_interval
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
+        #: deployment name -> the feature service its versions look inputs up from
+        self.features = dict(features or {})
         self._docs: dict[str, ServingDocument] = {}
         self._http: httpx.AsyncClient | None = None
         #: (deployment, revision, wall-clock time) of every document applied, in order
@@ -150,7 +161,7 @@ class DeploymentFollower:
     async def apply(self, changed: Sequence[ServingDocument]) -> bool:
         """Load, switch, retire; False (and nothing switched) when a new version could not be loaded."""
         docs = {**self._docs, **{d.name: d for d in changed}}
-        wanted = serve_config_for(self.server.config, list(docs.values()))
+        wanted = serve_config_for(self.server.config, list(docs.values()), self.features)
         union = wanted.model_copy(
             update={"models": [*wanted.models, *(m for m in self.server.config.models if m not in wanted.models)]}
         )

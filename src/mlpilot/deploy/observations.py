@@ -125,7 +125,8 @@ class VariantStats:
     outcomes: Moments = Moments()
     paired: int = 0
     agreed: int = 0
-    #: mirrored requests dropped because too many were in flight (shadows only)
+    #: mirrored requests skipped, not run: too many in flight at the router, or shed by the model server's
+    #: shadow lane (shadows only; the shadow report's ``skipped``)
     dropped: int = 0
 
     # -- recording -----------------------------------------------------------------------------------------

@@ -6,8 +6,15 @@ For an inference request on an endpoint under a deployment (``POST /v2/models/ch
 (``/v2/models/churn/versions/4/infer``) and lets the server answer. Requests that name a version already
 (the blue-green preview route) pass through untouched. It adds ``x-mlpilot-variant`` to the response, counts
 status, latency and predictions per variant, and mirrors a share of requests to shadows *after* the caller has
-its answer, on the same event loop but never on the response path; mirrors beyond ``max_shadow_in_flight``
-are dropped and counted rather than queued.
+its answer, on the same event loop but never on the response path.
+
+A mirrored request carries a :class:`~mlpilot.serving.shadow.ShadowTicket` in its ASGI scope, an internal
+marker no HTTP header can set: the model server runs it in its low-priority shadow lane, behind every live
+request. A mirror is *skipped*, never queued without bound, when more than ``max_shadow_in_flight`` are pending
+here or when the server sheds it (a 503: its lane is full, or live traffic left it no room before its deadline);
+skips are counted in the variant's ``dropped`` (the shadow report's ``skipped``) and never as the candidate's
+errors, so agreement and latency are computed on the mirrors that ran. The shadow's latency excludes the time
+it waited in the lane.
 
 Swapping a route table is one dictionary assignment on the event loop, so a request sees either the old
 table or the new one, never a mix.
@@ -28,6 +35,7 @@ import orjson
 
 from mlpilot.deploy.observations import VariantStats
 from mlpilot.deploy.routing import RouteTable
+from mlpilot.serving.shadow import SHADOW_SCOPE_KEY, ShadowTicket
 
 __all__ = ["StatsCollector", "TrafficRouter", "extract_predictions"]
 
@@ -311,13 +319,21 @@ class TrafficRouter:
             return
         self._shadow_in_flight += 1
         shadow_headers = [(k, v + b":shadow" if k == b"x-request-id" else v) for k, v in headers]
+        ticket = ShadowTicket()
         shadow_scope = {**_rewrite(scope, table, protocol, version), "headers": shadow_headers}
-        task = asyncio.get_running_loop().create_task(self._shadow(shadow_scope, body, table, version, primary))
+        shadow_scope[SHADOW_SCOPE_KEY] = ticket
+        task = asyncio.get_running_loop().create_task(self._shadow(shadow_scope, body, table, version, primary, ticket))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _shadow(
-        self, scope: Scope, body: bytes, table: RouteTable, version: int, primary: list[Any] | None
+        self,
+        scope: Scope,
+        body: bytes,
+        table: RouteTable,
+        version: int,
+        primary: list[Any] | None,
+        ticket: ShadowTicket,
     ) -> None:
         status = 500
         chunks: list[bytes] = []
@@ -340,9 +356,12 @@ class TrafficRouter:
             status = 500
         finally:
             self._shadow_in_flight -= 1
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        predictions = extract_predictions(b"".join(chunks)) if status == 200 else None
+        elapsed_ms = (time.perf_counter() - started - ticket.waited) * 1000
         stats = self.collector.get((table.endpoint, table.revision, table.rollout, f"v{version}"))
+        if status == 503:  # the server shed it (live traffic first): skipped, not the candidate's error
+            stats.dropped += 1
+            return
+        predictions = extract_predictions(b"".join(chunks)) if status == 200 else None
         stats.record(status=status, latency_ms=elapsed_ms, predictions=predictions or ())
         if primary is not None and predictions is not None:
             stats.record_pair(_same(primary, predictions))

@@ -8,7 +8,7 @@ A rollback is a copy of the stable revision the rollout started from, so it rest
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,7 +33,7 @@ from mlpilot.deploy.entities import (
     check_deployment_name,
 )
 from mlpilot.deploy.gates import GateReport, evaluate_gate
-from mlpilot.deploy.observations import VariantStats
+from mlpilot.deploy.observations import Moments, VariantStats
 from mlpilot.deploy.reports import AnalysisReport, Outcome, build_report, rollout_data
 from mlpilot.deploy.routing import RouteTable
 from mlpilot.errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
@@ -49,11 +49,15 @@ from mlpilot.store.schema import (
     RegisteredModel,
 )
 
-__all__ = ["CHAMPION", "Deployments"]
+__all__ = ["CHAMPION", "LABELS_SOURCE", "Deployments"]
 
 #: The alias that follows the deployment's primary.
 CHAMPION = "champion"
 _MAX_SOURCE = 128
+#: The statistics source of outcomes derived from labels logged through monitoring (replaced, never added to).
+LABELS_SOURCE = "labels"
+#: Sources the control plane writes itself: a data-plane replica may not report under these names.
+_RESERVED_SOURCES = frozenset({"outcomes", LABELS_SOURCE})
 Mutation = Callable[[DeploymentSpec, int, int], DeploymentSpec]
 
 
@@ -607,6 +611,8 @@ class Deployments:
         """Add a data-plane replica's statistics delta (``variants`` by name, e.g. ``v4``) for a revision."""
         if not source or len(source) > _MAX_SOURCE:
             raise InvalidInputError(f"source: expected 1-{_MAX_SOURCE} characters", field="source")
+        if source in _RESERVED_SOURCES:
+            raise InvalidInputError(f"source: {source!r} is reserved for outcomes; name the replica", field="source")
         with self._write() as session:
             row = self._row(session, name)
             if not 0 < revision <= row.revision:
@@ -619,6 +625,44 @@ class Deployments:
                     raise InvalidInputError(f"variants: expected names like 'v3', got {variant!r}", field="variants")
                 if not stats.empty:
                     self._merge_stats(session, row.id, (rollout, revision, variant, source), stats)
+
+    def set_label_outcomes(self, name: str, *, rollout: int, outcomes: Mapping[str, Moments]) -> bool:
+        """Set (not add) the outcomes derived from labels logged through monitoring for rollout ``rollout``, by
+        variant (see :mod:`mlpilot.deploy.labels`, which recomputes them from every label each time, so a label
+        posted twice counts once). False, and nothing written, when the deployment is no longer in that rollout.
+        """
+        with self._write() as session:
+            row = self._row(session, name)
+            spec = DeploymentSpec.model_validate(row.spec)
+            if spec.rollout != rollout or spec.base_revision is None:
+                return False
+            # Kept at the rollout's first revision: one row per variant, whatever step the canary is at.
+            revision = spec.base_revision + 1
+            for variant, moments in outcomes.items():
+                stats = VariantStats(outcomes=moments)
+                self._put_stats(session, row.id, (rollout, revision, variant, LABELS_SOURCE), stats)
+        return True
+
+    def _put_stats(
+        self, session: Session, deployment_id: int, key: tuple[int, int, str, str], stats: VariantStats
+    ) -> None:
+        rollout, revision, variant, source = key
+        values = {
+            "deployment_id": deployment_id,
+            "rollout": rollout,
+            "revision": revision,
+            "variant": variant,
+            "source": source,
+            "updated_at": self.clock(),
+            "stats": stats.to_dict(),
+        }
+        insert = pg_insert if self.store.dialect == "postgresql" else sqlite_insert
+        stmt = insert(DeploymentStat).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["deployment_id", "rollout", "revision", "variant", "source"],
+            set_={"stats": stmt.excluded.stats, "updated_at": stmt.excluded.updated_at},
+        )
+        session.execute(stmt)
 
     def record_outcomes(self, name: str, outcomes: Sequence[Outcome]) -> dict[str, int]:
         """Add labels or business outcomes that arrived after the predictions; returns the count per variant.

@@ -118,7 +118,7 @@ def parity(
         raise InvalidInputError("tolerance: expected a non-negative number", field="tolerance")
     if definitions is None and features is not None:
         definitions = Definitions(s.view for s in resolve_features(features))
-    table = log if isinstance(log, pa.Table) else _read(log)
+    table = log if isinstance(log, pa.Table) else _read(log, model)
     # A prediction log holds what the model received: NumPy turned missing numbers into NaN.
     nan_is_null = "inputs" in table.column_names
     if nan_is_null:
@@ -139,12 +139,26 @@ def parity(
     return _compare(entity, logged, offline, tolerance, max_examples, skipped, nan_is_null)
 
 
-def _read(log: str | Path | Sequence[str | Path]) -> Any:
+def _partition(path: str, key: str) -> str | None:
+    """The value of a Hive-style ``key=value`` folder in ``path``, if any."""
+    for part in Path(path).parts:
+        name, sep, value = part.partition("=")
+        if sep and name == key:
+            return value
+    return None
+
+
+def _read(log: str | Path | Sequence[str | Path], model: str | None = None) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     paths = [log] if isinstance(log, str | Path) else list(log)
     files = ParquetSource([str(p) for p in paths]).files()
+    if model is not None:
+        # A prediction log's folders name their model: other models' inputs need not even be read.
+        files = [f for f in files if _partition(f, "model") in (None, model)]
+        if not files:
+            raise InvalidInputError(f"log: no prediction log files of model {model!r} there", field="log")
     tables = [pq.read_table(f) for f in files]
     try:
         return pa.concat_tables(tables, promote_options="permissive")

@@ -46,8 +46,8 @@ class RestFeatureStore:
         self.transport = transport
         self.project = check_project(project)
 
-    def load_specs(self, version: int | None = None) -> RegisteredSpecs:
-        params: dict[str, Any] = {"project": self.project}
+    def load_specs(self, version: int | None = None, *, project: str | None = None) -> RegisteredSpecs:
+        params: dict[str, Any] = {"project": check_project(project) if project is not None else self.project}
         if version is not None:
             params["version"] = version
         doc = self.transport.request("GET", REGISTRY_PATH, params=params)

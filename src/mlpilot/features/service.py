@@ -44,11 +44,12 @@ class FeatureStoreBackend(Protocol):
     """What the SDK and CLI need from a feature store, local or remote.
 
     Contract: ``load_specs``/``apply`` are a :class:`~mlpilot.features.FeatureRegistryBackend` (optimistic,
-    whole-set applies); ``history`` lists applies newest first; ``get_online_features`` returns the join keys
-    as given then one list per feature, resolving names against the registered definitions.
+    whole-set applies; ``load_specs`` also reads an older ``version`` or another ``project``); ``history``
+    lists applies newest first; ``get_online_features`` returns the join keys as given then one list per
+    feature, resolving names against the registered definitions.
     """
 
-    def load_specs(self) -> RegisteredSpecs: ...
+    def load_specs(self, version: int | None = None, *, project: str | None = None) -> RegisteredSpecs: ...
 
     def apply(
         self, specs: Sequence[Mapping[str, Any]], *, expected_version: int | None = None, actor: str = "local"

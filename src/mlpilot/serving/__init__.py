@@ -22,8 +22,21 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 from mlpilot.serving.batching import BatchSettings
 from mlpilot.serving.client import InferResult, Prediction, ServingClient
-from mlpilot.serving.config import BatchingConfig, LogConfig, ModelConfig, ServeConfig, load_serve_config
-from mlpilot.serving.errors import ModelLoadError, OverloadedError, PredictionError, RequestTooLargeError
+from mlpilot.serving.config import (
+    BatchingConfig,
+    FeaturesConfig,
+    LogConfig,
+    ModelConfig,
+    ServeConfig,
+    load_serve_config,
+)
+from mlpilot.serving.errors import (
+    MissingFeaturesError,
+    ModelLoadError,
+    OverloadedError,
+    PredictionError,
+    RequestTooLargeError,
+)
 from mlpilot.serving.predlog import PredictionLog
 from mlpilot.serving.registry_source import RegistrySource
 from mlpilot.serving.repository import SwapEvent
@@ -33,8 +46,10 @@ from mlpilot.serving.source import ModelSource, Predictor, ResolvedModel
 __all__ = [
     "BatchSettings",
     "BatchingConfig",
+    "FeaturesConfig",
     "InferResult",
     "LogConfig",
+    "MissingFeaturesError",
     "ModelConfig",
     "ModelLoadError",
     "ModelServer",

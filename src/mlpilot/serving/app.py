@@ -18,6 +18,7 @@ Every response carries ``x-request-id`` (the caller's, if it sent one).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -29,10 +30,12 @@ from urllib.parse import parse_qs
 import orjson
 
 from mlpilot.errors import InvalidInputError, MlpilotError, NotFoundError
-from mlpilot.serving import oip, payloads
-from mlpilot.serving.errors import OverloadedError, RequestTooLargeError
+from mlpilot.serving import features, oip, payloads
+from mlpilot.serving.errors import OverloadedError, PredictionError, RequestTooLargeError
 from mlpilot.serving.metrics import CONTENT_TYPE
 from mlpilot.serving.predlog import LogRecord
+from mlpilot.serving.schema import Columns
+from mlpilot.serving.shadow import SHADOW_SCOPE_KEY
 
 if TYPE_CHECKING:
     from mlpilot.serving.accesslog import AccessLog
@@ -99,6 +102,7 @@ class ServingApp:
             {"name": "mlpilot", "version": self._version, "extensions": ["binary_tensor_data"]}
         )
         self._default_model = config.models[0].name
+        self._features = server.features
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -235,6 +239,8 @@ class ServingApp:
         outputs: Any = None
         entity: str | list[str] | None = None
         segments: dict[str, str] = {}
+        logged: Columns | None = None
+        explain: Callable[[str], MlpilotError] | None = None
         self._in_flight += 1
         try:
             if self._in_flight > self._max_in_flight:
@@ -246,7 +252,22 @@ class ServingApp:
             deployed = self.repo.lookup(name, _version(version_text))
             body = await self._body(receive, length)
             model = deployed.model
-            if protocol == "v2":
+            endpoint = self._features.get(model.name)
+            if endpoint is not None:
+                # Callers send entity keys: the model's inputs are looked up (mlpilot.serving.features).
+                request = features.parse_request(protocol, body, header_length, content_type, model)
+                if request.id is not None and not _valid_id(request.id.encode()):
+                    raise InvalidInputError(
+                        f"id: expected 1-{_MAX_REQUEST_ID} printable ASCII characters, got {request.id[:40]!r}",
+                        field="id",
+                    )
+                request_id = request_id or request.id or os.urandom(16).hex()
+                looked = await endpoint.resolve(request, model, request_id, arrived_ms)
+                parsed, logged = looked.parsed(request), looked.log_columns
+                wanted, entity, segments = request.wanted, looked.entity_id, request.segments
+                if looked.missing:
+                    explain = functools.partial(endpoint.missing_error, request, looked, model)
+            elif protocol == "v2":
                 parsed = oip.parse_request(body, header_length, model)
                 if parsed.id is not None and not _valid_id(parsed.id.encode()):
                     raise InvalidInputError(
@@ -266,7 +287,9 @@ class ServingApp:
                 parsed = payloads.parse_invocations(payloads.load_json(body), model)
                 wanted, entity, segments = parsed.outputs, parsed.entity_id, parsed.segments
             request_id = request_id or os.urandom(16).hex()
-            outputs = await deployed.batcher.submit(parsed.columns, parsed.rows, wanted)
+            # Mirrored requests carry the router's ticket in the scope (no header can): they run at low priority.
+            shadow = scope.get(SHADOW_SCOPE_KEY)
+            outputs = await deployed.batcher.submit(parsed.columns, parsed.rows, wanted, shadow=shadow)
             if protocol == "v2":
                 payload, json_length = oip.encode_response(model, request_id, outputs, parsed.outputs)
                 if json_length is not None:
@@ -278,7 +301,8 @@ class ServingApp:
                 payload, content = payloads.encode_invocations(model, outputs), _JSON
         except _Disconnected:
             return
-        except MlpilotError as exc:
+        except MlpilotError as error:
+            exc = explain(error.message) if explain is not None and isinstance(error, PredictionError) else error
             status = exc.http_status
             request_id = request_id or os.urandom(16).hex()
             payload, content = orjson.dumps(self._error_doc(exc, request_id), default=str), _JSON
@@ -314,7 +338,7 @@ class ServingApp:
                         deployed.model.name,
                         deployed.model.version,
                         parsed.rows,
-                        parsed.columns,
+                        parsed.columns if logged is None else logged,
                         outputs,
                         elapsed,
                         entity,

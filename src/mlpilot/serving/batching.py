@@ -14,6 +14,10 @@ Backpressure: a request is refused at once with :class:`~mlpilot.serving.errors.
 with ``Retry-After``) when the queue already holds ``max_queue_size`` rows, or when the estimated wait exceeds
 ``queue_timeout_ms``; a request that nevertheless waited longer than that is answered 503 instead of being
 run.
+
+Mirrored (shadow) requests do not queue here: :meth:`Batcher.submit` hands them to the server's
+:class:`~mlpilot.serving.shadow.ShadowLane`, which runs them only while no batcher has live work, and every
+batcher tells the lane when it gets work and when it is idle again.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ import time
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlpilot.errors import MlpilotError
 from mlpilot.serving.errors import OverloadedError
 from mlpilot.serving.metrics import ModelMetrics, ServingMetrics
 from mlpilot.serving.model import Outputs, ServedModel
 from mlpilot.serving.schema import Columns
+
+if TYPE_CHECKING:
+    from mlpilot.serving.shadow import ShadowLane, ShadowTicket
 
 __all__ = ["BatchSettings", "Batcher"]
 
@@ -106,12 +113,14 @@ class Batcher:
         slots: int,
         settings: BatchSettings,
         metrics: ServingMetrics,
+        lane: ShadowLane | None = None,
     ) -> None:
         self.model = model
         self.settings = settings
         self.metrics: ModelMetrics = metrics.for_model(model.name, model.version)
         self._rejected = metrics.rejected
         self._executor = executor
+        self._lane = lane
         self._slots = min(slots, settings.max_concurrency) if settings.max_concurrency else slots
         self._max_rows = settings.max_batch_size
         self._max_wait = settings.max_wait_ms / 1000.0
@@ -152,8 +161,15 @@ class Batcher:
         cost = self._batch_seconds or max(self.model.warm_seconds, 1e-4)
         return batches_ahead * cost / self._slots
 
-    def submit(self, columns: Columns, rows: int, outputs: frozenset[str]) -> asyncio.Future[Outputs]:
-        """Queue a validated request; the future resolves to its outputs. Refuses at once under overload."""
+    def submit(
+        self, columns: Columns, rows: int, outputs: frozenset[str], *, shadow: ShadowTicket | None = None
+    ) -> asyncio.Future[Outputs]:
+        """Queue a validated request; the future resolves to its outputs. Refuses at once under overload.
+
+        A mirrored request (``shadow``, its ticket from the ASGI scope) goes to the shadow lane instead.
+        """
+        if shadow is not None and self._lane is not None:
+            return self._lane.submit(self, columns, rows, outputs, shadow)
         if self._queued_rows + rows > self.settings.max_queue_size and self._queued_rows:
             self._rejected.labels(self.model.name, "queue_full").inc()
             raise OverloadedError(
@@ -179,7 +195,10 @@ class Batcher:
         self._queued_rows += rows
         self._in_system += 1
         future.add_done_callback(self._leave)
-        self._idle.clear()
+        if self._idle.is_set():
+            self._idle.clear()
+            if self._lane is not None:
+                self._lane.live_started()
         self._schedule()
         return future
 
@@ -235,8 +254,10 @@ class Batcher:
             if batch:
                 self._start(loop, batch, now)
         self.metrics.queued_rows.set(self._queued_rows)
-        if not self._queue and not self._running:
+        if not self._queue and not self._running and not self._idle.is_set():
             self._idle.set()
+            if self._lane is not None:
+                self._lane.live_finished()
 
     def _take(self, now: float) -> list[_Item]:
         batch: list[_Item] = []

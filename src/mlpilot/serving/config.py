@@ -19,22 +19,37 @@ the control plane; all three become a :class:`ServeConfig`. A TOML file looks li
     name = "fraud"
     max_batch_size = 256
 
+    [[serve.models]]
+    ref = "churn@champion"
+    features = { service = "churn" }     # callers send customer ids; the rest is looked up online
+
 >>> ServeConfig.from_refs(["churn@champion"]).models[0].ref
 'churn@champion'
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlpilot.errors import ConfigError
+from mlpilot.errors import ConfigError, InvalidInputError
 from mlpilot.serving.batching import BatchSettings
+from mlpilot.serving.shadow import ShadowSettings
 
-__all__ = ["BatchingConfig", "LogConfig", "ModelConfig", "ServeConfig", "load_serve_config"]
+__all__ = [
+    "BatchingConfig",
+    "FeaturesConfig",
+    "LogConfig",
+    "ModelConfig",
+    "ServeConfig",
+    "ShadowConfig",
+    "load_serve_config",
+]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
@@ -54,8 +69,24 @@ class BatchingConfig(BaseModel):
         return BatchSettings(**self.model_dump())
 
 
+class FeaturesConfig(BaseModel):
+    """The feature service a model endpoint looks its inputs up from (see :mod:`mlpilot.serving.features`).
+
+    Callers then send entity keys and request-time fields; the server reads the service's features from the
+    online store at ``online_url`` (default: the ``features_online_url`` setting, else the embedded SQLite
+    store under ``MLPILOT_HOME``), using the definitions registered in ``project``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    service: str = Field(min_length=1, max_length=200)
+    project: str = Field(default="default", min_length=1, max_length=200)
+    online_url: str | None = Field(default=None, min_length=1)
+
+
 class ModelConfig(BaseModel):
-    """One model to serve: a registry reference, the name to serve it under, optional batching overrides."""
+    """One model to serve: a registry reference, the name to serve it under, optional batching overrides and
+    an optional feature service."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -67,9 +98,11 @@ class ModelConfig(BaseModel):
     max_queue_size: int | None = Field(default=None, ge=1)
     queue_timeout_ms: float | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, ge=0)
+    #: look inputs up from this feature service (callers send entity keys)
+    features: FeaturesConfig | None = None
 
     def batch_settings(self, defaults: BatchingConfig) -> BatchSettings:
-        overrides = {k: v for k, v in self.model_dump(exclude={"ref", "name"}).items() if v is not None}
+        overrides = {k: v for k, v in self.model_dump(exclude={"ref", "name", "features"}).items() if v is not None}
         return BatchSettings(**{**defaults.model_dump(), **overrides})
 
 
@@ -85,6 +118,19 @@ class LogConfig(BaseModel):
     flush_interval: float = Field(default=5.0, gt=0)
 
 
+class ShadowConfig(BaseModel):
+    """The low-priority lane of mirrored requests; see :class:`~mlpilot.serving.shadow.ShadowSettings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_queue: int = Field(default=64, ge=1, le=1_000_000)
+    max_batch_rows: int = Field(default=16, ge=1, le=1_000_000)
+    deadline_ms: float = Field(default=1000.0, gt=0, le=600_000)
+
+    def settings(self) -> ShadowSettings:
+        return ShadowSettings(**self.model_dump())
+
+
 class ServeConfig(BaseModel):
     """Everything ``mlpilot serve`` needs besides a model source."""
 
@@ -95,6 +141,7 @@ class ServeConfig(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     batching: BatchingConfig = BatchingConfig()
     log: LogConfig = LogConfig()
+    shadow: ShadowConfig = ShadowConfig()
     #: worker threads running models; 0 means one per core beyond the one serving HTTP (at least one)
     inference_threads: int = Field(default=0, ge=0, le=256)
     #: threads each model call may use inside BLAS/OpenMP; 1 keeps worker threads from fighting over cores
@@ -109,6 +156,35 @@ class ServeConfig(BaseModel):
     @classmethod
     def from_refs(cls, refs: list[str], **options: Any) -> ServeConfig:
         return cls(models=[ModelConfig(ref=r) for r in refs], **options)
+
+    def with_features(self, features: Mapping[str, FeaturesConfig | str]) -> ServeConfig:
+        """This config with feature services attached to some of its models.
+
+        Keys name a model by its reference (``churn@champion``), its served name, or its registered name
+        (``churn``); values are a :class:`FeaturesConfig` or just a feature service's name.
+
+        >>> ServeConfig.from_refs(["churn@champion"]).with_features({"churn": "churn"}).models[0].features.service
+        'churn'
+        """
+        used: set[str] = set()
+        models: list[ModelConfig] = []
+        for mc in self.models:
+            registered = re.split(r"[@/]", mc.ref.removeprefix("models:/"), maxsplit=1)[0]
+            key = next((k for k in (mc.ref, mc.name, registered) if k is not None and k in features), None)
+            if key is None:
+                models.append(mc)
+                continue
+            used.add(key)
+            value = features[key]
+            chosen = FeaturesConfig(service=value) if isinstance(value, str) else value
+            models.append(mc.model_copy(update={"features": chosen}))
+        unknown = sorted(set(features) - used)
+        if unknown:
+            raise InvalidInputError(
+                f"features: {unknown[0]!r} names none of the served models ({', '.join(m.ref for m in self.models)})",
+                field="features",
+            )
+        return self.model_copy(update={"models": models})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "serving config") -> ServeConfig:

@@ -1,7 +1,8 @@
 """Errors only the model server raises; they hang under the tree drawn in :mod:`mlpilot.errors`::
 
 InvalidInputError                 400
-└── RequestTooLargeError          413  a body or a row count over the configured limit
+├── RequestTooLargeError          413  a body or a row count over the configured limit
+└── MissingFeaturesError          422  the online store had no value the model needs (unknown entity, TTL)
 MlpilotError                      500
 ├── ModelLoadError                500  a version failed to load or warm up: it is refused, the old one serves
 └── PredictionError               500  the model raised on a request (other requests of its batch still run)
@@ -15,11 +16,25 @@ from typing import Any
 
 from mlpilot.errors import InvalidInputError, MlpilotError, ServiceUnavailableError
 
-__all__ = ["ModelLoadError", "OverloadedError", "PredictionError", "RequestTooLargeError", "input_error"]
+__all__ = [
+    "MissingFeaturesError",
+    "ModelLoadError",
+    "OverloadedError",
+    "PredictionError",
+    "RequestTooLargeError",
+    "input_error",
+]
 
 
 class RequestTooLargeError(InvalidInputError):
     http_status = 413
+
+
+class MissingFeaturesError(InvalidInputError):
+    """A feature-service endpoint looked a request's features up, found none for some entity (unknown, or its
+    values are older than the view's TTL), and the model cannot predict without them."""
+
+    http_status = 422
 
 
 class ModelLoadError(MlpilotError):

@@ -161,6 +161,25 @@ class ServingMetrics:
         self.log_segments = Counter(
             "mlpilot_serve_prediction_log_segments", "Parquet segments written to the log.", registry=r
         )
+        self.feature_lookup_seconds = Histogram(
+            "mlpilot_serve_feature_lookup_duration_seconds",
+            "Time to look a request's features up in the online store (feature-service endpoints).",
+            ["model"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.feature_missing = Counter(
+            "mlpilot_serve_feature_missing_values",
+            "Looked-up feature values the online store had none for (unknown entity, or older than the TTL).",
+            ["model"],
+            registry=r,
+        )
+        self.shadow_skipped = Counter(
+            "mlpilot_serve_shadow_skipped_requests",
+            "Mirrored (shadow) requests skipped by the shadow lane, by reason (full, stale, closed).",
+            ["model", "reason"],
+            registry=r,
+        )
         self._other: dict[tuple[str, int], Any] = {}
 
     def for_model(self, model: str, version: int) -> ModelMetrics:

@@ -29,6 +29,15 @@ PROBABILITIES = "probabilities"
 Outputs = dict[str, np.ndarray[Any, Any]]
 
 
+def limit_thread_pools(limit: int) -> None:
+    """Limit BLAS/OpenMP thread pools in the calling thread from now on (a worker thread's initializer)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without threadpoolctl the libraries use their defaults
+        return
+    threadpool_limits(limits=limit)
+
+
 @contextlib.contextmanager
 def limit_threads(limit: int) -> Iterator[None]:
     """Limit BLAS/OpenMP thread pools in the calling thread for the duration (OpenMP limits are per thread)."""

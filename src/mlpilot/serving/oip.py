@@ -31,7 +31,12 @@ __all__ = [
     "decode_bytes",
     "encode_bytes",
     "encode_response",
+    "json_tensor",
     "parse_request",
+    "request_parameters",
+    "requested_outputs",
+    "split_request",
+    "tensor_header",
 ]
 
 HEADER_LENGTH = b"inference-header-content-length"
@@ -86,7 +91,8 @@ def _shape(value: Any, name: str) -> list[int]:
     return value
 
 
-def _json_tensor(name: str, datatype: str, shape: list[int], data: Any) -> np.ndarray[Any, Any]:
+def json_tensor(name: str, datatype: str, shape: list[int], data: Any) -> np.ndarray[Any, Any]:
+    """A tensor given as JSON ``data``, checked against its datatype, as a NumPy array of ``shape``."""
     count = math.prod(shape)
     if datatype == "BYTES":
         arr = np.asarray(data, dtype=object).reshape(-1)
@@ -123,8 +129,9 @@ def _binary_tensor(name: str, datatype: str, shape: list[int], raw: memoryview) 
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def parse_request(body: bytes, header_length: int | None, model: ServedModel) -> InferRequest:
-    """Decode and validate an inference request for ``model``; every problem is a 400 naming the input."""
+def split_request(body: bytes, header_length: int | None) -> tuple[dict[str, Any], list[Any], memoryview]:
+    """The JSON header of a request (checked to hold a non-empty ``inputs`` list), its inputs, and the binary
+    data that follows the header."""
     if header_length is not None and not 0 < header_length <= len(body):
         raise InvalidInputError(
             f"Inference-Header-Content-Length: expected 1..{len(body)}, got {header_length}",
@@ -141,19 +148,44 @@ def parse_request(body: bytes, header_length: int | None, model: ServedModel) ->
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInputError("inputs: expected a non-empty list of tensors", field="inputs", got=inputs)
     binary = memoryview(body)[header_length:] if header_length is not None else memoryview(b"")
+    return doc, inputs, binary
+
+
+def tensor_header(tensor: Any, seen: Mapping[str, Any]) -> tuple[str, str, list[int]]:
+    """An input tensor's name, datatype and shape, checked."""
+    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        raise InvalidInputError("inputs: each tensor needs a 'name'", field="inputs", got=tensor)
+    name = tensor["name"]
+    if name in seen:
+        raise input_error(name, "given twice", expected="each input once", got="a duplicate")
+    datatype = tensor.get("datatype")
+    if datatype not in OIP_DATATYPES:
+        raise input_error(name, "unknown datatype", expected=f"one of {sorted(OIP_DATATYPES)}", got=datatype)
+    return name, datatype, _shape(tensor.get("shape"), name)
+
+
+def request_parameters(doc: dict[str, Any]) -> dict[str, Any]:
+    """The request-level ``parameters`` object (``binary_data_output``, ``entity_id``, ``segments``...)."""
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidInputError("parameters: expected an object", field="parameters", got=params)
+    return params
+
+
+def requested_outputs(doc: dict[str, Any], model: ServedModel) -> list[tuple[str, bool]]:
+    """The outputs a request asks for, in order, each with whether it goes back as binary."""
+    binary_default = bool(request_parameters(doc).get("binary_data_output", False))
+    return _requested_outputs(doc.get("outputs"), model, binary_default)
+
+
+def parse_request(body: bytes, header_length: int | None, model: ServedModel) -> InferRequest:
+    """Decode and validate an inference request for ``model``; every problem is a 400 naming the input."""
+    doc, inputs, binary = split_request(body, header_length)
     offset = 0
     schema = model.schema
     columns: Columns = {}
     for tensor in inputs:
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            raise InvalidInputError("inputs: each tensor needs a 'name'", field="inputs", got=tensor)
-        name = tensor["name"]
-        if name in columns:
-            raise input_error(name, "given twice", expected="each input once", got="a duplicate")
-        datatype = tensor.get("datatype")
-        if datatype not in OIP_DATATYPES:
-            raise input_error(name, "unknown datatype", expected=f"one of {sorted(OIP_DATATYPES)}", got=datatype)
-        shape = _shape(tensor.get("shape"), name)
+        name, datatype, shape = tensor_header(tensor, columns)
         params = tensor.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
@@ -162,7 +194,7 @@ def parse_request(body: bytes, header_length: int | None, model: ServedModel) ->
             arr = _binary_tensor(name, datatype, shape, binary[offset : offset + size])
             offset += size
         elif "data" in tensor:
-            arr = _json_tensor(name, datatype, shape, tensor["data"])
+            arr = json_tensor(name, datatype, shape, tensor["data"])
         else:
             raise input_error(name, "no data", expected="'data' or parameters.binary_data_size", got="neither")
         columns[name] = schema.check_tensor(name, datatype, arr)
@@ -172,11 +204,8 @@ def parse_request(body: bytes, header_length: int | None, model: ServedModel) ->
         if name not in columns:
             raise input_error(name, "missing", expected=f"inputs {schema.names}", got=sorted(columns))
     rows = check_rows(columns)
-    req_params = doc.get("parameters") or {}
-    if not isinstance(req_params, dict):
-        raise InvalidInputError("parameters: expected an object", field="parameters", got=req_params)
-    binary_default = bool(req_params.get("binary_data_output", False))
-    outputs = _requested_outputs(doc.get("outputs"), model, binary_default)
+    req_params = request_parameters(doc)
+    outputs = requested_outputs(doc, model)
     request_id = doc.get("id")
     return InferRequest(columns, rows, outputs, request_id if isinstance(request_id, str) else None, req_params)
 

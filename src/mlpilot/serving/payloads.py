@@ -25,12 +25,16 @@ from mlpilot.serving.schema import Columns, check_rows
 
 __all__ = [
     "Parsed",
+    "check_v1_fields",
     "encode_invocations",
     "encode_v1",
+    "invocations_format",
+    "invocations_params",
     "parse_csv",
     "parse_invocations",
     "parse_meta",
     "parse_v1",
+    "v1_outputs",
 ]
 
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -93,8 +97,8 @@ def parse_meta(source: dict[str, Any], rows: int) -> tuple[str | list[str] | Non
     return entity, {k: str(v) for k, v in segments.items()}
 
 
-def parse_invocations(doc: dict[str, Any], model: ServedModel) -> Parsed:
-    """An MLflow scoring request."""
+def invocations_format(doc: dict[str, Any]) -> str:
+    """Which of MLflow's input formats an ``/invocations`` body uses (exactly one, besides ``params``)."""
     present = [k for k in _FORMATS if k in doc]
     if len(present) != 1:
         raise InvalidInputError(
@@ -109,7 +113,26 @@ def parse_invocations(doc: dict[str, Any], model: ServedModel) -> Parsed:
             f"{unknown[0]}: unknown field (expected one of {', '.join(_FORMATS)} and params)",
             field=unknown[0],
         )
-    key = present[0]
+    return present[0]
+
+
+def invocations_params(doc: dict[str, Any], rows: int) -> tuple[str | list[str] | None, dict[str, str]]:
+    """``params.entity_id`` and ``params.segments`` of an ``/invocations`` body; nothing else is accepted."""
+    params = doc.get("params") or {}
+    if not isinstance(params, dict):
+        raise InvalidInputError("params: expected an object", field="params")
+    extra = [k for k in params if k not in ("entity_id", "segments")]
+    if extra:
+        raise InvalidInputError(
+            f"params.{extra[0]}: unsupported parameter (expected entity_id, segments)",
+            field=f"params.{extra[0]}",
+        )
+    return parse_meta(params, rows)
+
+
+def parse_invocations(doc: dict[str, Any], model: ServedModel) -> Parsed:
+    """An MLflow scoring request."""
+    key = invocations_format(doc)
     value = doc[key]
     schema = model.schema
     if key == "dataframe_split":
@@ -128,16 +151,7 @@ def parse_invocations(doc: dict[str, Any], model: ServedModel) -> Parsed:
     else:
         cols = schema.from_rows(value)
     rows = check_rows(cols)
-    params = doc.get("params") or {}
-    if not isinstance(params, dict):
-        raise InvalidInputError("params: expected an object", field="params")
-    extra = [k for k in params if k not in ("entity_id", "segments")]
-    if extra:
-        raise InvalidInputError(
-            f"params.{extra[0]}: unsupported parameter (expected entity_id, segments)",
-            field=f"params.{extra[0]}",
-        )
-    entity, segments = parse_meta(params, rows)
+    entity, segments = invocations_params(doc, rows)
     return Parsed(cols, rows, frozenset(model.predict_outputs), entity, segments)
 
 
@@ -187,30 +201,39 @@ def parse_v1(doc: dict[str, Any], model: ServedModel) -> Parsed:
         cols = schema.from_columns(value) if isinstance(value, dict) else schema.from_rows(value)
     else:
         raise InvalidInputError("body: expected 'instances' (rows) or 'inputs' (columns)", field="instances")
+    check_v1_fields(doc)
+    rows = check_rows(cols)
+    outputs, requested = v1_outputs(doc, model)
+    entity, segments = parse_meta(doc, rows)
+    return Parsed(cols, rows, outputs, entity, segments, requested)
+
+
+def check_v1_fields(doc: dict[str, Any]) -> None:
+    """Refuse fields a ``/v1`` body does not have."""
     unknown = [k for k in doc if k not in ("instances", "inputs", "outputs", "entity_id", "segments")]
     if unknown:
         raise InvalidInputError(
             f"{unknown[0]}: unknown field (expected instances or inputs, outputs, entity_id, segments)",
             field=unknown[0],
         )
-    rows = check_rows(cols)
+
+
+def v1_outputs(doc: dict[str, Any], model: ServedModel) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The outputs to compute for a ``/v1`` body, and those it named (``"outputs": [...]``)."""
     wanted = doc.get("outputs")
     if wanted is None:
-        outputs = frozenset(model.predict_outputs)
-    else:
-        if not isinstance(wanted, list) or not wanted or not all(isinstance(w, str) for w in wanted):
-            raise InvalidInputError("outputs: expected a list of output names", field="outputs")
-        unknown_out = [w for w in wanted if w not in model.output_names]
-        if unknown_out:
-            raise InvalidInputError(
-                f"output {unknown_out[0]!r}: unknown output: expected one of {sorted(model.output_names)}",
-                field="outputs",
-                expected=sorted(model.output_names),
-                got=unknown_out[0],
-            )
-        outputs = frozenset(wanted) | frozenset(model.predict_outputs)
-    entity, segments = parse_meta(doc, rows)
-    return Parsed(cols, rows, outputs, entity, segments, tuple(wanted or ()))
+        return frozenset(model.predict_outputs), ()
+    if not isinstance(wanted, list) or not wanted or not all(isinstance(w, str) for w in wanted):
+        raise InvalidInputError("outputs: expected a list of output names", field="outputs")
+    unknown_out = [w for w in wanted if w not in model.output_names]
+    if unknown_out:
+        raise InvalidInputError(
+            f"output {unknown_out[0]!r}: unknown output: expected one of {sorted(model.output_names)}",
+            field="outputs",
+            expected=sorted(model.output_names),
+            got=unknown_out[0],
+        )
+    return frozenset(wanted) | frozenset(model.predict_outputs), tuple(wanted)
 
 
 def _jsonable(arr: np.ndarray[Any, Any]) -> Any:

@@ -8,33 +8,54 @@ and loads it with :func:`mlpilot.registry.load_model`.
 >>> source = RegistrySource(client.registry, client.artifacts)  # doctest: +SKIP
 >>> source.resolve("churn@champion").version  # doctest: +SKIP
 3
+
+With ``features=`` (the feature registry: ``client.features``, local or remote) it also provides the
+registered feature definitions that endpoints declaring a feature service look their inputs up with
+(:mod:`mlpilot.serving.features`); the server reads them at start-up, never on a request.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mlpilot.errors import ConflictError
+from mlpilot.errors import ConfigError, ConflictError
 from mlpilot.serving.source import Predictor, ResolvedModel
 
 if TYPE_CHECKING:
     from mlpilot.artifacts import ArtifactStore
+    from mlpilot.features.registry import RegisteredSpecs
     from mlpilot.registry import ModelVersionInfo, RegistryBackend
 
-__all__ = ["RegistrySource"]
+__all__ = ["FeatureRegistry", "RegistrySource"]
+
+
+class FeatureRegistry(Protocol):
+    """Where registered feature definitions are read from: ``FeatureStoreService`` and ``RestFeatureStore``."""
+
+    def load_specs(self, version: int | None = None, *, project: str | None = None) -> RegisteredSpecs: ...
 
 
 class RegistrySource:
     """Resolves references through ``registry`` and loads versions from ``artifacts``.
 
     ``allow_pickle=False`` refuses pickled Python models (the ``pyfunc`` flavor), whose loading runs code.
+    ``features`` is the feature registry of endpoints that look their inputs up (see :meth:`feature_specs`).
     """
 
-    def __init__(self, registry: RegistryBackend, artifacts: ArtifactStore, *, allow_pickle: bool = True) -> None:
+    def __init__(
+        self,
+        registry: RegistryBackend,
+        artifacts: ArtifactStore,
+        *,
+        allow_pickle: bool = True,
+        features: FeatureRegistry | None = None,
+    ) -> None:
         self.registry = registry
         self.artifacts = artifacts
         self.allow_pickle = allow_pickle
+        self.features = features
         self._infos: dict[tuple[str, int], ModelVersionInfo] = {}
         self._lock = threading.Lock()
 
@@ -58,3 +79,12 @@ class RegistrySource:
             )
         predictor: Predictor = load_model(info, None, self.artifacts, allow_pickle=self.allow_pickle)
         return predictor
+
+    def feature_specs(self, project: str) -> tuple[Mapping[str, Any], ...]:
+        """The feature definitions registered in ``project`` (a :data:`~mlpilot.serving.features.FeatureSpecs`)."""
+        if self.features is None:
+            raise ConfigError(
+                "features: this model source has no feature registry (RegistrySource(..., features=client.features))",
+                key="features",
+            )
+        return tuple(self.features.load_specs(project=project).specs)

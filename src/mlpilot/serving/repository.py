@@ -23,6 +23,7 @@ from mlpilot.serving.config import ModelConfig, ServeConfig
 from mlpilot.serving.errors import ModelLoadError
 from mlpilot.serving.metrics import ServingMetrics
 from mlpilot.serving.model import ServedModel, limit_threads
+from mlpilot.serving.shadow import ShadowLane
 from mlpilot.serving.source import ModelSource, ResolvedModel
 
 __all__ = ["Deployed", "ModelRepository", "SwapEvent"]
@@ -93,6 +94,8 @@ class ModelRepository:
         self._lock = asyncio.Lock()
         self._retiring: set[Deployed] = set()
         self._inline = False
+        #: the low-priority lane every batcher hands mirrored requests to
+        self.shadow = ShadowLane(metrics, config.shadow.settings(), model_threads=config.model_threads)
 
     def allow_inline(self) -> None:
         """Let batchers run a lone cheap request on the event loop thread (its thread pools are limited now)."""
@@ -158,7 +161,12 @@ class ModelRepository:
             ) from exc
         self._metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         batcher = Batcher(
-            served, self._executor, self._slots, config.batch_settings(self.config.batching), self._metrics
+            served,
+            self._executor,
+            self._slots,
+            config.batch_settings(self.config.batching),
+            self._metrics,
+            self.shadow,
         )
         batcher.inline = self._inline
         return Deployed(served, batcher)
@@ -286,6 +294,7 @@ class ModelRepository:
             if any(e.error for e in events):
                 return events
             self.config = config
+            self.shadow.settings = config.shadow.settings()
             for name, deployed in pending:
                 self._install(name, deployed)
             self._bindings = bindings
@@ -297,6 +306,11 @@ class ModelRepository:
         batchers = [d.batcher for e in self._names.values() for d in e.versions.values()]
         batchers += [d.batcher for d in self._retiring]
         await asyncio.gather(*(b.drain() for b in batchers))
+        await self.shadow.drain()
+
+    def close(self) -> None:
+        """Stop the shadow lane's worker thread (after :meth:`drain`, at shutdown)."""
+        self.shadow.close()
 
 
 def _cause(exc: BaseException) -> str:

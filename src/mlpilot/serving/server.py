@@ -22,15 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mlpilot.errors import MissingDependencyError
+from mlpilot.errors import MissingDependencyError, MlpilotError
 from mlpilot.serving.accesslog import AccessLog
 from mlpilot.serving.config import ServeConfig
+from mlpilot.serving.features import FeatureSpecs, ServingFeatures
 from mlpilot.serving.metrics import ServingMetrics
 from mlpilot.serving.predlog import PredictionLog
 from mlpilot.serving.repository import ModelRepository, SwapEvent
 from mlpilot.serving.source import ModelSource
 
-__all__ = ["ModelServer", "available_cores", "server_version"]
+__all__ = ["ModelServer", "available_cores", "server_version", "tune_process"]
 
 logger = logging.getLogger("mlpilot.serving")
 
@@ -69,6 +70,11 @@ class ModelServer:
     re-read when it changes and the new set of models applied, checked every ``refresh_interval`` seconds.
     ``access_log`` receives one JSON line per request when the config enables access logs (by default they go to
     the ``mlpilot.serving.access`` logger).
+
+    Models whose config declares ``features`` look their inputs up from a feature service
+    (:mod:`mlpilot.serving.features`): ``feature_specs`` provides the registered definitions (by default the
+    source's own ``feature_specs``, as :class:`~mlpilot.serving.RegistrySource` has when given ``features=``)
+    and ``features_online_url`` is the online store of configs that name none.
     """
 
     def __init__(
@@ -80,6 +86,8 @@ class ModelServer:
         metrics: ServingMetrics | None = None,
         config_path: str | Path | None = None,
         access_log: AccessLog | None = None,
+        feature_specs: FeatureSpecs | None = None,
+        features_online_url: str | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -92,6 +100,11 @@ class ModelServer:
         )
         self.metrics = metrics or ServingMetrics()
         self.repository = ModelRepository(source, config, self.executor, self.threads, self.metrics)
+        self.features = ServingFeatures(
+            feature_specs or getattr(source, "feature_specs", None),
+            online_url=features_online_url,
+            metrics=self.metrics,
+        )
         url = config.log.url or (str(log_url) if log_url is not None else None)
         self.predlog: PredictionLog | None = None
         if config.log.enabled and url:
@@ -120,9 +133,15 @@ class ModelServer:
 
     def load(self) -> ModelServer:
         """Load, verify and warm every configured model (blocking). Raises if any cannot be served."""
-        self.repository.load_all()
+        self._load_models()
         self.warm_workers()
         return self
+
+    def _load_models(self) -> None:
+        # Feature services first: a misnamed service fails in a second, before models take minutes to load.
+        self.features.prepare(self.config)
+        self.repository.load_all()
+        self.features.bind(self.config, self.repository)
 
     def warm_workers(self) -> None:
         """Start every worker thread now and run each model once in it, so that the first requests do not pay
@@ -146,9 +165,15 @@ class ModelServer:
 
     async def apply_config(self, config: ServeConfig) -> list[SwapEvent]:
         """Switch to another set of models (new ones are loaded before old ones go)."""
+        for model in config.models:
+            try:
+                await asyncio.to_thread(self.features.prepare_model, model)
+            except MlpilotError as exc:
+                return [SwapEvent(model.ref, model.name or "", None, None, exc.message, type(exc).__name__)]
         events = await self.repository.apply(config)
         if not any(e.error for e in events):
             self.config = config
+            self.features.bind(config, self.repository, strict=False)
         return events
 
     async def startup(self) -> None:
@@ -157,7 +182,7 @@ class ModelServer:
         _limit_threads(self.config.model_threads)
         self.repository.allow_inline()
         if not self.repository.names:
-            await asyncio.to_thread(self.repository.load_all)
+            await asyncio.to_thread(self._load_models)
         if self.predlog is not None:
             self.predlog.start()
         if self.access_log is not None:
@@ -172,7 +197,6 @@ class ModelServer:
             return None
 
     async def _reload_config(self) -> None:
-        from mlpilot.errors import MlpilotError
         from mlpilot.serving.config import load_serve_config
 
         mtime = self._mtime()
@@ -205,11 +229,13 @@ class ModelServer:
                 await self._refresher
             self._refresher = None
         await self.repository.drain()
+        await asyncio.to_thread(self.features.close)
         if self.predlog is not None:
             await asyncio.to_thread(self.predlog.close)
         if self.access_log is not None:
             await asyncio.to_thread(self.access_log.close)
         self.executor.shutdown(wait=True)
+        self.repository.close()
         self.loop = None
 
     def uvicorn_config(self, host: str | None = None, port: int | None = None, **options: Any) -> Any:
@@ -239,19 +265,24 @@ class ModelServer:
 
     def run(self, host: str | None = None, port: int | None = None, **options: Any) -> None:
         """Serve until interrupted (blocking)."""
-        import gc
-
         import uvicorn
 
         config = self.uvicorn_config(host, port, **options)
-        # Everything loaded so far (libraries, models) lives as long as the process: keeping it out of the cyclic
-        # garbage collector's scans removes the long collection pauses that would show up as tail latency.
-        gc.collect()
-        gc.freeze()
-        # Background threads (prediction log, access log, loading) hold the GIL for at most 1 ms, not 5, before
-        # the event loop gets it back: shorter stalls on the request path.
-        sys.setswitchinterval(0.001)
+        tune_process()
         uvicorn.Server(config).run()
+
+
+def tune_process() -> None:
+    """Settings for a process that serves until it exits (``mlpilot serve``, ``mlpilot deploy serve``)."""
+    import gc
+
+    # Everything loaded so far (libraries, models) lives as long as the process: keeping it out of the cyclic
+    # garbage collector's scans removes the long collection pauses that would show up as tail latency.
+    gc.collect()
+    gc.freeze()
+    # Background threads (prediction log, access log, loading, the shadow lane) hold the GIL for at most 1 ms,
+    # not 5, before the event loop gets it back: shorter stalls on the request path.
+    sys.setswitchinterval(0.001)
 
 
 def _has(module: str) -> bool:

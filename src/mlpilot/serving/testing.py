@@ -18,18 +18,19 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlpilot.errors import InvalidInputError, NotFoundError
-from mlpilot.serving.config import ServeConfig
+from mlpilot.serving.config import FeaturesConfig, ServeConfig
 from mlpilot.serving.server import ModelServer
 from mlpilot.serving.source import Predictor, ResolvedModel
 
 if TYPE_CHECKING:
     from mlpilot.serving.client import ServingClient
+    from mlpilot.serving.features import FeatureSpecs
     from mlpilot.serving.source import ModelSource
 
 __all__ = ["DriveReport", "InMemorySource", "RunningServer", "drive", "predictor_for", "serve_in_thread"]
@@ -156,6 +157,9 @@ def serve_in_thread(
     refs: Sequence[str] | None = None,
     *,
     config: ServeConfig | None = None,
+    features: Mapping[str, FeaturesConfig | str] | None = None,
+    feature_specs: FeatureSpecs | None = None,
+    features_online_url: str | None = None,
     log_url: str | Path | None = None,
     config_path: str | Path | None = None,
     host: str = "127.0.0.1",
@@ -166,12 +170,31 @@ def serve_in_thread(
 
     Give either ``refs`` or a full ``config`` (and the ``config_path`` it came from, to follow the file's changes).
     Returns once the server accepts connections.
+
+    ``features`` attaches feature services to models (see :meth:`ServeConfig.with_features`): keys name a model
+    by reference, served name or registered name, values are a :class:`~mlpilot.serving.FeaturesConfig` or a
+    service name. Callers of those models send entity keys; the definitions come from ``feature_specs`` or the
+    source (``RegistrySource(..., features=client.features)``), values from the online store at
+    ``features_online_url`` (or each config's ``online_url``)::
+
+        >>> source = RegistrySource(client.registry, client.artifacts, features=client.features)  # doctest: +SKIP
+        >>> with serve_in_thread(source, ["churn@champion"], features={"churn": "churn"}) as running:  # doctest: +SKIP
+        ...     running.client().predict("churn", [{"customer_id": 42}]).predictions
     """
     if config is None:
         if not refs:
             raise InvalidInputError("refs: name at least one model to serve", field="refs")
         config = ServeConfig.from_refs(list(refs), refresh_interval=0)
-    server = ModelServer(config, source, log_url=log_url, config_path=config_path).load()
+    if features:
+        config = config.with_features(features)
+    server = ModelServer(
+        config,
+        source,
+        log_url=log_url,
+        config_path=config_path,
+        feature_specs=feature_specs,
+        features_online_url=features_online_url,
+    ).load()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

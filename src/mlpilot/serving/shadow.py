@@ -1,0 +1,292 @@
+"""The shadow lane: mirrored requests run at low priority, so that shadow traffic never delays live traffic.
+
+The traffic router (:mod:`mlpilot.deploy.router`) mirrors a share of live requests to shadow variants after each
+caller has its answer. It marks a mirrored request by putting a :class:`ShadowTicket` in the ASGI scope under
+:data:`SHADOW_SCOPE_KEY`. That is an internal marker: uvicorn builds the scope from the HTTP request and no header
+can set it, so a caller can neither jump a queue nor push anyone else down one. The model server sends marked
+requests to this lane instead of their model's batcher:
+
+- **Own worker thread.** Shadow batches run in one dedicated thread, never in the inference threads that live
+  batches use, so a live batch never waits for a thread held by shadow work.
+- **Live first.** A shadow batch starts only when no live batch is queued or running anywhere in the server, and
+  one pass of the event loop after the last one finished, so that the live response is written first. A live
+  request that arrives while a shadow batch runs shares the cores with it for one batch at most.
+- **Short batches.** At most ``max_batch_rows`` rows of one model version per batch (a single larger request runs
+  alone).
+- **Shed, never queued without bound.** A request beyond ``max_queue`` waiting ones, or one that waited longer
+  than ``deadline_ms`` (live traffic left no room), is answered 503 at once and counted in
+  ``mlpilot_serve_shadow_skipped_total`` by reason (``full``, ``stale``, ``closed``). The router counts such a
+  request as *skipped* in the shadow report, never as an error of the candidate.
+
+The time a request waited here is written back on its ticket: the router subtracts it, so the report compares
+the candidate's own latency with the primary's, not the delay we imposed.
+
+>>> lane = ShadowLane(ServingMetrics(), ShadowSettings(max_queue=64))  # doctest: +SKIP
+>>> outputs = await lane.submit(batcher, columns, 1, frozenset({"output"}), ShadowTicket())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlpilot.errors import ConfigError, MlpilotError
+from mlpilot.serving.errors import OverloadedError
+from mlpilot.serving.metrics import ServingMetrics
+from mlpilot.serving.model import Outputs, limit_thread_pools
+from mlpilot.serving.schema import Columns
+
+if TYPE_CHECKING:
+    from mlpilot.serving.batching import Batcher
+
+__all__ = ["SHADOW_SCOPE_KEY", "ShadowLane", "ShadowSettings", "ShadowTicket"]
+
+#: The ASGI scope key that marks a mirrored request; its value is a :class:`ShadowTicket`.
+SHADOW_SCOPE_KEY = "mlpilot.shadow"
+
+
+class ShadowTicket:
+    """The marker of one mirrored request; the lane writes back how long the request waited in it (seconds)."""
+
+    __slots__ = ("waited",)
+
+    def __init__(self) -> None:
+        self.waited = 0.0
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    """Knobs of the shadow lane (``[serve.shadow]`` in a serving config).
+
+    >>> ShadowSettings(max_queue=16).max_batch_rows
+    16
+    """
+
+    #: mirrored requests waiting at most; beyond it new ones are skipped
+    max_queue: int = 64
+    #: most rows in one shadow batch (a single larger request still runs, alone)
+    max_batch_rows: int = 16
+    #: a mirrored request still waiting after this long is skipped
+    deadline_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_queue": self.max_queue >= 1,
+            "max_batch_rows": self.max_batch_rows >= 1,
+            "deadline_ms": 0 < self.deadline_ms <= 600_000,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"shadow.{key}: out of range (got {getattr(self, key)!r})", key=key)
+
+
+class _Job:
+    __slots__ = ("arrived", "batcher", "columns", "future", "outputs", "rows", "ticket")
+
+    def __init__(
+        self,
+        batcher: Batcher,
+        columns: Columns,
+        rows: int,
+        outputs: frozenset[str],
+        ticket: ShadowTicket,
+        future: asyncio.Future[Outputs],
+        now: float,
+    ) -> None:
+        self.batcher = batcher
+        self.columns = columns
+        self.rows = rows
+        self.outputs = outputs
+        self.ticket = ticket
+        self.future = future
+        self.arrived = now
+
+
+class ShadowLane:
+    """The server-wide queue and worker thread of mirrored requests; every method runs on the event loop thread
+    except :meth:`close`'s wait for the worker."""
+
+    def __init__(
+        self, metrics: ServingMetrics, settings: ShadowSettings | None = None, *, model_threads: int = 1
+    ) -> None:
+        self.settings = settings or ShadowSettings()
+        self._skipped = metrics.shadow_skipped
+        self._queue: deque[_Job] = deque()
+        self._live = 0
+        self._running = False
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_pending = False
+        self._sweep: asyncio.TimerHandle | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(
+            1, thread_name_prefix="mlpilot-shadow", initializer=limit_thread_pools, initargs=(model_threads,)
+        )
+        # Start the thread (and set its BLAS/OpenMP limits, which takes a few ms holding the GIL) now, at load
+        # time, rather than in the middle of live traffic on the first mirrored request.
+        self._executor.submit(int).result()
+
+    # -- live traffic (called by every batcher) ---------------------------------------------------------------
+    def live_started(self) -> None:
+        """A live batcher got work: no shadow batch starts until it is idle again."""
+        self._live += 1
+
+    def live_finished(self) -> None:
+        """A live batcher is idle again."""
+        self._live -= 1
+        if not self._live and self._queue:
+            self._schedule()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- shadow traffic -------------------------------------------------------------------------------------
+    def submit(
+        self, batcher: Batcher, columns: Columns, rows: int, outputs: frozenset[str], ticket: ShadowTicket
+    ) -> asyncio.Future[Outputs]:
+        """Queue a validated mirrored request; the future resolves to its outputs, or to
+        :class:`~mlpilot.serving.errors.OverloadedError` when it is skipped. Raises that at once when the lane is
+        full."""
+        name = batcher.model.name
+        if self._closed:
+            raise self._skip(name, "closed", "the server is shutting down")
+        if len(self._queue) >= self.settings.max_queue:
+            raise self._skip(name, "full", f"{len(self._queue)} mirrored requests are waiting (max_queue)")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Outputs] = loop.create_future()
+        self._queue.append(_Job(batcher, columns, rows, outputs, ticket, future, loop.time()))
+        self._idle.clear()
+        self._schedule()
+        return future
+
+    def _skip(self, model: str, reason: str, detail: str) -> OverloadedError:
+        self._skipped.labels(model, reason).inc()
+        return OverloadedError(f"shadow request to {model!r} skipped: {detail}", retry_after=1.0)
+
+    def _schedule(self) -> None:
+        """Dispatch at the next pass of the event loop: live work woken in this pass goes first."""
+        if not self._tick_pending and self._loop is not None:
+            self._tick_pending = True
+            self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._tick_pending = False
+        self._dispatch()
+
+    def _on_sweep(self) -> None:
+        self._sweep = None
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        self._shed_stale(now)
+        if self._queue and not self._running and not self._live:
+            self._start(loop, self._take(), now)
+        if self._queue:
+            # Live traffic or a long batch leaves no room: skip the oldest request when its deadline passes, so
+            # that whoever mirrored it gets its answer (and memory its bound) without waiting for the lane.
+            if self._sweep is None:
+                delay = self._queue[0].arrived + self.settings.deadline_ms / 1000.0 - now
+                self._sweep = loop.call_later(max(delay, 0.0), self._on_sweep)
+        elif self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        if not self._queue and not self._running:
+            self._idle.set()
+
+    def _shed_stale(self, now: float) -> None:
+        deadline = self.settings.deadline_ms / 1000.0
+        queue = self._queue
+        while queue and (queue[0].future.done() or now - queue[0].arrived >= deadline):
+            job = queue.popleft()
+            if not job.future.done():  # else the caller went away
+                name = job.batcher.model.name
+                job.future.set_exception(
+                    self._skip(name, "stale", f"waited over {self.settings.deadline_ms:.0f} ms (deadline_ms)")
+                )
+
+    def _take(self) -> list[_Job]:
+        """The oldest request and, up to ``max_batch_rows`` rows, later ones for the same model version."""
+        first = self._queue.popleft()
+        batch = [first]
+        rows = first.rows
+        limit = self.settings.max_batch_rows
+        if rows < limit and self._queue:
+            rest: deque[_Job] = deque()
+            for job in self._queue:
+                if job.batcher is first.batcher and rows + job.rows <= limit and not job.future.done():
+                    batch.append(job)
+                    rows += job.rows
+                else:
+                    rest.append(job)
+            self._queue = rest
+        return batch
+
+    def _start(self, loop: asyncio.AbstractEventLoop, batch: list[_Job], now: float) -> None:
+        wanted = batch[0].outputs
+        for job in batch[1:]:
+            if job.outputs is not wanted:
+                wanted = wanted | job.outputs
+        for job in batch:
+            job.ticket.waited = now - job.arrived
+        model = batch[0].batcher.model
+        try:
+            fut = loop.run_in_executor(self._executor, model.run_batch, [j.columns for j in batch], wanted)
+        except RuntimeError:  # the worker was shut down under us
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(self._skip(model.name, "closed", "the server is shutting down"))
+            return
+        self._running = True
+        started = time.perf_counter()
+        fut.add_done_callback(lambda f: self._finish(batch, started, f.exception() or f.result()))
+
+    def _finish(self, batch: list[_Job], started: float, results: list[Outputs | MlpilotError] | BaseException) -> None:
+        elapsed = time.perf_counter() - started
+        self._running = False
+        metrics = batch[0].batcher.metrics
+        metrics.inference.observe(elapsed)
+        metrics.batch_rows.observe(sum(job.rows for job in batch))
+        metrics.batch_requests.observe(len(batch))
+        if isinstance(results, BaseException):
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(results)
+        else:
+            for job, result in zip(batch, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(result, MlpilotError):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+        self._schedule()
+        if not self._queue:
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until every waiting and running mirrored request has been answered (or skipped)."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        """Skip whatever still waits and stop the worker thread (blocking until its batch ends)."""
+        self._closed = True
+        while self._queue:
+            job = self._queue.popleft()
+            if not job.future.done():
+                job.future.set_exception(self._skip(job.batcher.model.name, "closed", "the server is shutting down"))
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self._executor.shutdown(wait=True)
+        self._idle.set()
