@@ -221,6 +221,10 @@ def test_each_round_is_bounded_and_events_name_what_to_recompute(env: Env) -> No
     assert list(feed.sync()) == ["fraud"]  # the label batch's event names it
     assert env.outcomes("fraud")["v2"] == (2, 1)
     assert feed.sync() == {}  # nothing new
+    ids = env.predict(1, [1], endpoint="search")  # monitored, but not a deployment
+    env.label(ids, [1], endpoint="search")
+    assert feed.sync() == {}
+    assert feed.pending() == []
 
 
 def test_replicas_cannot_report_under_the_feeds_names(env: Env) -> None:

@@ -12,7 +12,11 @@ from mlpilot.cli.context import client, url_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @url_option
 def demo(rows: int, seed: int, url: str | None) -> None:
-    """Generate churn data, train and track two models, register them and promote a champion."""
+    """Run the whole loop on generated churn data: features, training, serving by customer id, monitoring,
+    retraining, a gated canary, the automatic rollback of a planted broken version, and parity.
+
+    Steps that need the embedded store (monitoring, retraining, the rollouts) are skipped with --url.
+    """
     try:
         import pandas  # noqa: F401
         import sklearn  # noqa: F401

@@ -20,6 +20,7 @@ import numpy as np
 from mlpilot.demo.data import FEATURES, TARGET
 from mlpilot.demo.state import ENDPOINT, EXPERIMENT, MODEL_NAME, SERVICE, DemoState, progress
 from mlpilot.demo.train import BROKEN_REGIONS, evaluate, make_broken, make_candidates
+from mlpilot.errors import MlpilotError
 
 __all__ = ["Traffic", "step_canary", "step_retrain", "step_rollback"]
 
@@ -36,7 +37,8 @@ class Traffic:
     """Threads sending one-row predictions for ``customers`` to a data plane until stopped.
 
     Each request carries the customer id as its sticky assignment key. Every answer is counted by status and
-    variant; answered predictions are queued with the customer's true label, to be posted as outcomes.
+    variant (a request that got no answer at all counts as status 0 of variant ``?``); answered predictions are
+    queued with the customer's true label, to be posted as outcomes.
     """
 
     url: str
@@ -45,7 +47,6 @@ class Traffic:
     by_id: bool
     threads: int = CALLERS
     counts: Counter[tuple[int, str]] = field(default_factory=Counter)
-    failures: int = 0
     _outcomes: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -81,7 +82,7 @@ class Traffic:
                     response = http.post(path, content=body, headers=headers)
                 except httpx.HTTPError:
                     with self._lock:
-                        self.failures += 1
+                        self.counts[(0, "?")] += 1
                     continue
                 variant = response.headers.get("x-mlpilot-variant", "?")
                 outcome = None
@@ -111,17 +112,14 @@ class Traffic:
             taken, self._outcomes = self._outcomes, []
         return taken
 
-    def count(self, *, status: int | None = None, variant: str | None = None, failed: bool = False) -> int:
-        with self._lock:
-            return sum(
-                n
-                for (s, v), n in self.counts.items()
-                if (status is None or s == status) and (variant is None or v == variant) and (not failed or s >= 500)
-            )
-
     def snapshot(self) -> Counter[tuple[int, str]]:
         with self._lock:
             return Counter(self.counts)
+
+
+def _failed(status: int) -> bool:
+    """A server error, or no answer at all (status 0)."""
+    return status == 0 or status >= 500
 
 
 def _weights(spec: Any) -> str:
@@ -129,7 +127,7 @@ def _weights(spec: Any) -> str:
     return " · ".join(f"v{v.version} {v.weight:g}%" for v in sorted(live, key=lambda v: v.version))
 
 
-# -- 6. retrain ---------------------------------------------------------------------------------------------
+# -- retrain ------------------------------------------------------------------------------------------------
 def step_retrain(state: DemoState) -> None:
     from mlpilot.features import get_training_set
 
@@ -190,7 +188,8 @@ def step_retrain(state: DemoState) -> None:
         metrics={k: v for k, v in best["metrics"].items() if not k.startswith("auc_region_")},
         description=f"{best['name']}: retrained on labelled traffic after drift",
     )
-    state.runs.append({**{k: best[k] for k in ("run", "name", "metrics")}, "version": version.version})
+    recorded = {k: best[k] for k in ("run", "name", "metrics")}
+    state.runs.append({**recorded, "version": version.version, "evaluated_on": "recent holdout"})
     state.versions.append(version)
     state.data["retrained"] = version
     state.data["holdout"] = holdout
@@ -205,7 +204,7 @@ def _concat(*frames: Any) -> Any:
     return pd.concat([f[[*FEATURES, TARGET]] for f in frames], ignore_index=True)
 
 
-# -- 7. canary ----------------------------------------------------------------------------------------------
+# -- canary -------------------------------------------------------------------------------------------------
 @dataclass
 class Rollout:
     """The planes and the traffic the canary and rollback steps share."""
@@ -214,7 +213,6 @@ class Rollout:
     plane: Any
     operator: Any
     traffic: Traffic
-    by_id: bool
 
     def close(self) -> None:
         self.traffic.stop()
@@ -271,7 +269,7 @@ def _start_planes(state: DemoState) -> Rollout:
         f"control plane {control.url} (REST API + rollout controller); data plane {running.url} following it; "
         f"{CALLERS} callers sending one-row requests by customer id"
     )
-    return Rollout(control, running, operator, traffic, by_id)
+    return Rollout(control, running, operator, traffic)
 
 
 def _watch(
@@ -302,7 +300,7 @@ def _watch(
             if done(info):
                 return info, time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise TimeoutError(f"the rollout did not finish within {timeout:.0f} s: {info.spec.message}")
+                raise MlpilotError(f"the rollout did not finish within {timeout:.0f} s: {info.spec.message}")
             if time.monotonic() - last_look > 1.0:
                 report = deployments.analyze(ENDPOINT)
                 counts = rollout.traffic.snapshot()
@@ -341,7 +339,7 @@ def _wait_applied(rollout: Rollout, revision: int, timeout: float = 10.0) -> Non
     deadline = time.monotonic() + timeout
     while not any(rev >= revision for _, rev, _ in rollout.plane.plane.follower.applied):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the data plane did not follow revision {revision} within {timeout:.0f} s")
+            raise MlpilotError(f"the data plane did not follow revision {revision} within {timeout:.0f} s")
         time.sleep(0.05)
 
 
@@ -389,7 +387,7 @@ def step_canary(state: DemoState) -> None:
     _wait_applied(rollout, info.revision)
     after = rollout.traffic.snapshot()
     served = after - before
-    failed = sum(n for (s, _), n in served.items() if s >= 500)
+    failed = sum(n for (s, _), n in served.items() if _failed(s))
     now = state.client.get_model_version(MODEL_NAME, "champion")
     state.data["canary"] = {"info": info, "served": served, "failed": failed, "seconds": took}
     verdict = "promoted" if info.spec.primary.version == retrained.version else "rolled back"
@@ -399,7 +397,7 @@ def step_canary(state: DemoState) -> None:
     )
 
 
-# -- 8. a broken version ------------------------------------------------------------------------------------
+# -- a broken version ---------------------------------------------------------------------------------------
 def step_rollback(state: DemoState) -> None:
     from mlpilot.deploy import AnalysisConfig
 
@@ -452,9 +450,10 @@ def _report_rollback(
 ) -> None:
     name = f"v{broken}"
     broken_total = sum(n for (_, v), n in served.items() if v == name)
-    broken_failed = sum(n for (s, v), n in served.items() if v == name and s >= 500)
+    broken_failed = sum(n for (s, v), n in served.items() if v == name and _failed(s))
     stable_total = sum(n for (_, v), n in served.items() if v != name)
-    stable_failed = sum(n for (s, v), n in served.items() if v != name and s >= 500)
+    # Requests that got no answer have no variant: counted against the stable version, to be safe.
+    stable_failed = sum(n for (s, v), n in served.items() if v != name and _failed(s))
     rolled_back = info.spec.primary.version == stable and info.spec.candidate is None
     state.data["rollback"] = {
         "info": info,

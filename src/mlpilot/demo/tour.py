@@ -146,7 +146,7 @@ def _history_table(state: DemoState) -> Table | None:
 
 def step_summary(state: DemoState) -> None:
     table = Table(title="tracked runs", header_style="bold")
-    for col in ("run", "model", "AUC", "accuracy", "log loss", "version"):
+    for col in ("run", "model", "AUC", "accuracy", "log loss", "evaluated on", "version"):
         table.add_column(col)
     for r in state.runs:
         m = r["metrics"]
@@ -156,6 +156,7 @@ def step_summary(state: DemoState) -> None:
             f"{m['auc']:.3f}",
             f"{m['accuracy']:.3f}",
             f"{m['log_loss']:.3f}",
+            r.get("evaluated_on", "latest sign-ups"),
             str(r["version"]),
         )
     state.console.print(table)
