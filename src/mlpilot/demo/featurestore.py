@@ -95,12 +95,14 @@ class DemoFeatures:
 
 
 def write_project(folder: Path, tables: FeatureTables) -> Path:
-    """Write the Parquet files and ``features.py`` into ``folder`` (replacing an earlier demo's); returns the
-    definitions file."""
-    if folder.exists():
-        shutil.rmtree(folder)  # the demo owns this folder: a re-run starts from the same data
+    """Write the Parquet files and ``features.py`` into ``folder`` (replacing an earlier demo's, but keeping the
+    log of its pushes); returns the definitions file."""
+    data = folder / "data"
+    if data.exists():
+        shutil.rmtree(data)  # the demo owns this folder: a re-run starts from the same history
+    # pushed/ is the offline log of earlier runs' pushes: kept, as the online store still serves those rows.
     for view, frame in (("churn_profile", tables.profile), ("churn_usage", tables.usage)):
-        out = folder / "data" / view
+        out = data / view
         out.mkdir(parents=True)
         times = {
             c: frame[c].astype("datetime64[us]") for c in frame.columns if str(frame[c].dtype).startswith("datetime")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -113,9 +114,16 @@ def step_parity(state: DemoState) -> None:
     if state.features is None:
         state.skip("parity")
         return
+    logged = _logged_since(predictions_url(state), state.data["started_at"])
+    if logged is None:
+        state.console.print("parity skipped: this run logged no prediction")
+        return
     with state.console.status("replaying the served lookups through the offline join"):
         report = parity(
-            predictions_url(state), state.features.service, definitions=state.features.definitions, model=MODEL_NAME
+            logged,
+            state.features.service,
+            definitions=state.features.definitions,
+            model=MODEL_NAME,
         )
     state.data["parity"] = report
     color = "green" if report.ok else "red"
@@ -126,6 +134,21 @@ def step_parity(state: DemoState) -> None:
         if report.ok
         else "  served values differ from the offline join: see `mlpilot features parity` for examples"
     )
+
+
+def _logged_since(folder: Path, since: datetime) -> Any:
+    """This run's rows of the model's prediction log (an earlier demo in the same home logged its own)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    parts = []
+    for file in sorted((folder / f"model={MODEL_NAME}").rglob("*.parquet")):
+        table = pq.read_table(file)
+        table = table.filter(pc.greater_equal(table.column("time"), pa.scalar(since, pa.timestamp("ms", tz="UTC"))))
+        if table.num_rows:
+            parts.append(table)
+    return pa.concat_tables(parts, promote_options="permissive") if parts else None
 
 
 def _history_table(state: DemoState) -> Table | None:
@@ -222,6 +245,7 @@ def _narrated() -> Iterator[None]:
 def run_demo(client: Client, *, rows: int = 20_000, seed: int = 0, console: Console | None = None) -> DemoState:
     """Run every step of the tour against ``client`` and return what it produced."""
     state = DemoState(client=client, console=console or Console(), rows=rows, seed=seed)
+    state.data["started_at"] = datetime.now(UTC)
     timings: dict[str, float] = state.data.setdefault("timings", {})
     with _narrated():
         _run_steps(state, timings)
