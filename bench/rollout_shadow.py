@@ -10,6 +10,7 @@ machine the noise of identical phases is of the same order, so the spread says h
 The shadow report's mirrored and skipped counts show how much of the shadow work ran.
 
 Run:  .venv/bin/python bench/rollout_shadow.py [--rate 200] [--seconds 5] [--pairs 8] [--threads 0]
+                                             [--model logistic|boosted]
 """
 
 from __future__ import annotations
@@ -63,12 +64,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="the data plane's inference threads (0: cores - 1)")
+    parser.add_argument(
+        "--model",
+        choices=["logistic", "boosted"],
+        default="logistic",
+        help="logistic regression (~0.1 ms a call) or gradient-boosted trees (~2 ms a call)",
+    )
     args = parser.parse_args()
     name = "churn"
     pairs: list[tuple[tuple[float, float], tuple[float, float]]] = []  # ((p50, p99) off, (p50, p99) on)
     mirrored = skipped = requests = 0
     load_before = os.getloadavg()
-    with stack(name, threads=args.threads) as s, Driver(s.serve_url, name, rate=args.rate) as load:
+    with stack(name, threads=args.threads, model=args.model) as s, Driver(s.serve_url, name, rate=args.rate) as load:
         api = RestDeployments(HttpTransport(s.control_url))
         time.sleep(2)
         shadowing = False
@@ -113,6 +120,7 @@ def main() -> None:
         f"machine: {_cpu()}, {os.cpu_count()} cores, python {platform.python_version()}; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)"
     )
+    print(f"model: {args.model}, version 2 shadowing version 1 (same size)")
     print(
         f"load: {args.rate:g} req/s open loop, {args.pairs} pairs of {args.seconds:g} s, threads {args.threads or 'default'}"
     )

@@ -1,5 +1,6 @@
 """The demo end to end on a fresh home: features, training, serving by customer id, monitoring, the retrained
-canary promoted by the controller, the planted broken version rolled back, parity and the audit trail."""
+canary promoted by the controller on labels logged through monitoring, a planted broken version refused by the
+gate, another that passes the gate but fails live rolled back, parity and the audit trail."""
 
 from __future__ import annotations
 
@@ -93,10 +94,54 @@ def test_the_retrained_version_passed_the_gate_and_the_canary_promoted_it(demo: 
     assert state.data["canary"]["failed"] == 0
 
 
-def test_the_planted_broken_version_was_rolled_back_automatically(demo: Any) -> None:
+def test_the_canary_was_judged_on_labels_logged_through_monitoring(demo: Any) -> None:
+    """The demo never posts outcomes to the control plane: it logs labels by request id through the monitoring
+    API, and the controller's label feed turns them into online accuracy, which the promotion required."""
+    from mlpilot.store.audit import list_events
+
+    state, _ = demo
+    history = state.client.deployments.history(ENDPOINT)
+    started = next(h for h in history if h.action == "canary_started")
+    promoted = next(h for h in history if h.action == "promoted")
+    assert started.spec.analysis.require_labels  # no promotion without labels
+    canary = state.data["canary"]
+    assert canary["labels"] >= started.spec.analysis.min_labels
+    accuracy = canary["accuracy"]
+    assert accuracy is not None
+    # enough labels to be tested, and no harm found (a sequential test may still call a small edge inconclusive)
+    assert accuracy["status"] in ("pass", "inconclusive"), accuracy
+    with state.client.store.read() as session:
+        logged = list_events(session, kind="monitor.labels_logged", subject=f"endpoints/{ENDPOINT}", limit=10_000)
+        during = [(e.actor, e.payload["count"]) for e in logged if started.time <= e.time <= promoted.time]
+    assert during
+    # over REST the actor is the caller's identity: no token on loopback
+    assert {actor for actor, _ in during} == {"local"}
+    assert sum(count for _, count in during) >= started.spec.analysis.min_labels
+
+
+def test_the_gate_refused_the_version_that_fails_on_the_holdout(demo: Any) -> None:
+    state, text = demo
+    refused = state.data["refused"]
+    assert refused["version"].version == 4
+    assert refused["gate"]["passed"] is False
+    failed = {c["name"]: c["detail"] for c in refused["gate"]["checks"] if not c["passed"]}
+    assert failed["evaluation"].startswith("v4 fails on the holdout: it raised ValueError")
+    assert "unknown categories" in failed["evaluation"]
+    assert refused["message"].startswith("the gate refused v4: evaluation: v4 fails on the holdout")
+    assert "the gate refused v4" in text
+    # it never took any traffic: no revision of the deployment ever had it
+    history = state.client.deployments.history(ENDPOINT)
+    assert all(v.version != 4 for h in history for v in h.spec.variants)
+
+
+def test_the_version_that_passed_the_gate_but_failed_live_was_rolled_back_automatically(demo: Any) -> None:
     state, _ = demo
     retrained, broken = state.data["retrained"], state.data["broken"]
-    last = state.client.deployments.history(ENDPOINT)[-1]
+    assert broken.version == 5
+    history = state.client.deployments.history(ENDPOINT)
+    started = [h for h in history if h.action == "canary_started" and h.spec.candidate is not None]
+    assert started[-1].spec.candidate.version == broken.version  # started through the gate, not around it
+    last = history[-1]
     assert (last.action, last.actor) == ("rolled_back", "controller")
     assert last.reason.startswith("error_rate: candidate worse")
     assert last.spec.primary.version == retrained.version
@@ -105,9 +150,8 @@ def test_the_planted_broken_version_was_rolled_back_automatically(demo: Any) -> 
     assert rollback["stable_failed"] == 0  # callers on the stable version never saw an error
     assert rollback["stable_requests"] > 0
     assert 0 < rollback["broken_failed"] <= rollback["broken_requests"]
-    assert broken.version == 4
     champion = mlpilot.Client(settings=state.client.settings).get_model_version(MODEL_NAME, "champion")
-    assert champion.version == retrained.version  # the promotion stands; the broken build never became champion
+    assert champion.version == retrained.version  # the promotion stands; neither bad build became champion
 
 
 def test_served_features_are_in_parity_with_the_offline_join(demo: Any) -> None:
@@ -130,5 +174,11 @@ def test_the_audit_trail_names_who_did_what_and_why(demo: Any) -> None:
     moves = [e for e in state.client.registry.model_history(MODEL_NAME) if e.kind == "model.alias_set"]
     champion_moves = [(e.actor, e.payload["version"]) for e in moves if e.payload["alias"] == "champion"]
     assert champion_moves[-1] == ("controller", state.data["retrained"].version)
-    for needle in ("leakage report", "rolled back automatically", "0 mismatches", "mlpilot deploy show churn"):
+    for needle in (
+        "leakage report",
+        "the gate refused v4",
+        "rolled back automatically",
+        "0 mismatches",
+        "mlpilot deploy show churn",
+    ):
         assert needle in text

@@ -88,7 +88,18 @@ def test_bad_input_is_a_one_line_error(models: None) -> None:
 def test_render_writes_valid_manifests(models: None, tmp_path: Path) -> None:
     pytest.importorskip("kubernetes_validate")
     invoke("create", "churn", "--model", "churn", "--version", "1")
-    code, out = invoke("render", "churn", "--target", "kubernetes", "-o", str(tmp_path / "k8s"), "--namespace", "ml")
+    code, out = invoke(
+        "render",
+        "churn",
+        "--target",
+        "kubernetes",
+        "-o",
+        str(tmp_path / "k8s"),
+        "--namespace",
+        "ml",
+        "--predictions-url",
+        "s3://ml-artifacts/mlpilot/predictions",
+    )
     assert code == 0, out
     files = sorted(p.name for p in (tmp_path / "k8s").iterdir())
     assert files == [

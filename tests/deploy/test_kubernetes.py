@@ -23,6 +23,8 @@ def _info(*variants: Variant, state: str = "canary") -> DeploymentInfo:
 
 
 CANARY = _info(Variant(version=3, role="primary", weight=90), Variant(version=4, role="canary", weight=10))
+SHARED = "s3://ml-artifacts/mlpilot/predictions"
+OPTIONS = KubernetesOptions(predictions_url=SHARED)
 
 
 def _by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -35,7 +37,9 @@ def test_manifests_validate_strictly(version: str, monkeypatch: pytest.MonkeyPat
         raise AssertionError("validation tried to use the network")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    docs = render_kubernetes(CANARY, KubernetesOptions(namespace="ml", kubernetes_version=version))
+    docs = render_kubernetes(
+        CANARY, KubernetesOptions(namespace="ml", kubernetes_version=version, predictions_url=SHARED)
+    )
     validate_manifests(docs, version)
     assert [d["kind"] for d in docs] == [
         "ConfigMap",
@@ -47,7 +51,9 @@ def test_manifests_validate_strictly(version: str, monkeypatch: pytest.MonkeyPat
 
 
 def test_deployment_has_probes_resources_and_follows_the_control_plane() -> None:
-    docs = _by_kind(render_kubernetes(CANARY, KubernetesOptions(control_plane_url="http://cp:5080")))
+    docs = _by_kind(
+        render_kubernetes(CANARY, KubernetesOptions(control_plane_url="http://cp:5080", predictions_url=SHARED))
+    )
     pod = docs["Deployment"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -65,20 +71,20 @@ def test_deployment_has_probes_resources_and_follows_the_control_plane() -> None
 
 def test_config_change_rolls_the_pods() -> None:
     stable = _info(Variant(version=3, role="primary", weight=100), state="stable")
-    a = _by_kind(render_kubernetes(CANARY))["Deployment"]["spec"]["template"]["metadata"]["annotations"]
-    b = _by_kind(render_kubernetes(stable))["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    a = _by_kind(render_kubernetes(CANARY, OPTIONS))["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    b = _by_kind(render_kubernetes(stable, OPTIONS))["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     key = "mlpilot.dev/serving-config-sha256"
     assert a[key] != b[key]
 
 
 def test_invalid_manifests_are_refused_naming_the_field() -> None:
-    docs = render_kubernetes(CANARY)
+    docs = render_kubernetes(CANARY, OPTIONS)
     docs[1]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["periodSecondz"] = 2
     with pytest.raises(InvalidInputError, match="readinessProbe") as err:
         validate_manifests(docs)
     assert err.value.field is not None
     assert "readinessProbe" in err.value.field
-    docs = render_kubernetes(CANARY)
+    docs = render_kubernetes(CANARY, OPTIONS)
     docs[3]["spec"]["minReplicas"] = "two"
     with pytest.raises(InvalidInputError, match="minReplicas"):
         validate_manifests(docs)
@@ -90,7 +96,7 @@ def test_options_are_checked() -> None:
 
 
 def test_written_yaml_round_trips(tmp_path: Path) -> None:
-    docs = render_kubernetes(CANARY, KubernetesOptions(token_secret=None))
+    docs = render_kubernetes(CANARY, KubernetesOptions(token_secret=None, predictions_url=SHARED))
     paths = write_manifests(docs, tmp_path / "out")
     loaded = [yaml.safe_load(p.read_text()) for p in paths]
     assert loaded == docs

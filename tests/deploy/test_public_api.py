@@ -21,6 +21,7 @@ EXPECTED = {
     "DeploymentSpec",
     "Deployments",
     "DeploymentsBackend",
+    "EndpointFeatures",
     "GateCheck",
     "GateConfig",
     "GateReport",

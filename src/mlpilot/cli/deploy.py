@@ -52,6 +52,8 @@ def _show(info: DeploymentInfo) -> None:
     )
     if spec.message:
         console.print(spec.message)
+    if spec.features is not None:
+        console.print(f"feature service: {spec.features.service} (project {spec.features.project})")
     print_table(
         None,
         ["variant", "version", "role", "weight %"],
@@ -81,15 +83,60 @@ def deploy() -> None:
 @click.option("-m", "--model", required=True, help="Registered model name.")
 @click.option("-v", "--version", "version", type=int, required=True, help="Version to serve.")
 @click.option("--retention-seconds", type=float, default=600.0, show_default=True, help="Standby window.")
+@click.option(
+    "--features",
+    "feature_service",
+    default=None,
+    metavar="SERVICE",
+    help="Every version looks its inputs up from feature SERVICE: callers send entity keys.",
+)
+@click.option(
+    "--features-project",
+    default="default",
+    show_default=True,
+    help="The feature registry project SERVICE is registered in.",
+)
 @reason_option
 @json_option
 @url_option
 def create(
-    name: str, model: str, version: int, retention_seconds: float, reason: str, as_json: bool, url: str | None
+    name: str,
+    model: str,
+    version: int,
+    retention_seconds: float,
+    feature_service: str | None,
+    features_project: str,
+    reason: str,
+    as_json: bool,
+    url: str | None,
 ) -> None:
-    """Create endpoint NAME serving MODEL version VERSION (champion moves to it)."""
+    """Create endpoint NAME serving MODEL version VERSION (champion moves to it).
+
+    With --features SERVICE, the model servers following NAME look every version's inputs up from that
+    feature service (canaries, shadows and previews included): callers send entity keys.
+    """
+    from pydantic import ValidationError
+
+    from mlpilot.deploy import EndpointFeatures
+
+    features = None
+    if feature_service is not None:
+        try:
+            features = EndpointFeatures(service=feature_service, project=features_project)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            option = "--features-project" if first["loc"] == ("project",) else "--features"
+            raise InvalidInputError(f"{option}: {first['msg']}", field=option.lstrip("-")) from exc
+    elif features_project != "default":
+        raise InvalidInputError("--features-project: goes with --features SERVICE", field="features_project")
     info = backend(url).create(
-        name, model=model, version=version, retention_seconds=retention_seconds, actor="cli", reason=reason
+        name,
+        model=model,
+        version=version,
+        retention_seconds=retention_seconds,
+        features=features,
+        actor="cli",
+        reason=reason,
     )
     _done(info, as_json)
 
@@ -342,6 +389,26 @@ def analyze(name: str, apply_: bool, as_json: bool, url: str | None) -> None:
 @click.option("--cpu", default="500m", show_default=True, help="CPU request (limit: 4x).")
 @click.option("--memory", default="1Gi", show_default=True, help="Memory request (limit: 2x).")
 @click.option("--kubernetes-version", default="1.30", show_default=True)
+@click.option(
+    "--predictions-url",
+    default=None,
+    metavar="URL",
+    help="Shared storage for the prediction log, where the control plane reads it (default: "
+    "MLPILOT_PREDICTIONS_URL, else MLPILOT_ARTIFACT_URL/predictions).",
+)
+@click.option(
+    "--features-online-url",
+    default=None,
+    metavar="URL",
+    help="The shared online store (redis://…) of an endpoint with a feature service (default: "
+    "MLPILOT_FEATURES_ONLINE_URL when it is Redis).",
+)
+@click.option(
+    "--env-secret",
+    default=None,
+    metavar="NAME",
+    help="A Secret whose keys become the pods' environment (storage credentials, a Redis URL with a password).",
+)
 @url_option
 def render(
     name: str,
@@ -356,11 +423,31 @@ def render(
     cpu: str,
     memory: str,
     kubernetes_version: str,
+    predictions_url: str | None,
+    features_online_url: str | None,
+    env_secret: str | None,
     url: str | None,
 ) -> None:
-    """Write NAME's manifests (ConfigMap, Deployment, Service, HPA, PDB), validated against the schemas."""
+    """Write NAME's manifests (ConfigMap, Deployment, Service, HPA, PDB), validated against the schemas.
+
+    The pods write their prediction log to --predictions-url: the storage the control plane's label feed and
+    monitoring read (its MLPILOT_PREDICTIONS_URL, else its MLPILOT_ARTIFACT_URL + /predictions).
+    """
     from mlpilot.deploy.kubernetes import KubernetesOptions, render_kubernetes, validate_manifests, write_manifests
 
+    s = settings()
+    if predictions_url is None:
+        predictions_url = s.predictions_url or (f"{s.artifact_url.rstrip('/')}/predictions" if s.artifact_url else None)
+    if predictions_url is None:
+        raise InvalidInputError(
+            "--predictions-url: name the shared storage the pods write the prediction log to, where the control "
+            "plane reads it (e.g. s3://ml-artifacts/mlpilot/predictions)",
+            field="predictions_url",
+        )
+    online = s.features_online_url
+    if features_online_url is None and online is not None and online.startswith(("redis://", "rediss://")):
+        features_online_url = online
+    info = backend(url).get(name)
     options = KubernetesOptions(
         image=image,
         namespace=namespace,
@@ -374,8 +461,11 @@ def render(
         memory_request=memory,
         memory_limit=_scale(memory, 2),
         kubernetes_version=kubernetes_version,
+        predictions_url=predictions_url,
+        features_online_url=features_online_url if info.spec.features is not None else None,
+        env_secret=env_secret or None,
     )
-    docs = render_kubernetes(backend(url).get(name), options)
+    docs = render_kubernetes(info, options)
     validate_manifests(docs, kubernetes_version)
     for path in write_manifests(docs, output):
         console.print(f"wrote {path}")

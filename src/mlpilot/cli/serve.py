@@ -183,8 +183,13 @@ def follow_deployments(
     no_pickle: bool,
 ) -> None:
     """Run a data plane serving deployments ``names`` as the control plane says (``mlpilot serve --follow`` and
-    its alias ``mlpilot deploy serve``): load their versions, route, follow changes, report statistics."""
+    its alias ``mlpilot deploy serve``): load their versions, route, follow changes, report statistics.
+
+    A deployment created with a feature service (``mlpilot deploy create … --features SERVICE``) has its inputs
+    looked up in the online store of ``MLPILOT_FEATURES_ONLINE_URL``, with the definitions registered on the
+    control plane."""
     from mlpilot.deploy.dataplane import build_data_plane
+    from mlpilot.features.online import default_online_url
     from mlpilot.serving import RegistrySource
     from mlpilot.serving.accesslog import AccessLog
 
@@ -201,7 +206,7 @@ def follow_deployments(
         )
     _setup_logging(s.log_level)
     sdk = client(control)
-    source = RegistrySource(sdk.registry, sdk.artifacts, allow_pickle=not no_pickle)
+    source = RegistrySource(sdk.registry, sdk.artifacts, allow_pickle=not no_pickle, features=sdk.features)
     token = s.token.get_secret_value() if s.token else None
     host, port = host or "127.0.0.1", 8080 if port is None else port
     err_console.print(f"following {', '.join(names)} on {control} …")
@@ -217,6 +222,7 @@ def follow_deployments(
         log_url=_prediction_log_url(),
         serve_options={"access_log": True, **overrides},
         access_log=AccessLog(sys.stderr.buffer),
+        features_online_url=s.features_online_url or default_online_url(s.home),
     )
     predlog = plane.server.predlog
     err_console.print(
@@ -299,6 +305,12 @@ def serve(
                 "--refresh-interval: a followed deployment pins its versions; --poll-interval sets how often the "
                 "control plane is asked",
                 field="refresh_interval",
+            )
+        if feature_service is not None:
+            raise InvalidInputError(
+                "--features: a followed deployment's feature service is part of the deployment: set it with "
+                "`mlpilot deploy create NAME --model M --version V --features SERVICE`",
+                field="features",
             )
         follow_deployments(
             follow,

@@ -1,4 +1,8 @@
-"""``mlpilot server``: the control plane (REST API, OpenAPI at /docs)."""
+"""``mlpilot server``: the control plane (REST API, OpenAPI at /docs).
+
+SIGINT (Ctrl-C) and SIGTERM (what Kubernetes sends a pod it stops) shut it down gracefully: it stops accepting
+connections, finishes the requests in flight, stops its control loops, closes the stores, and exits 0.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import click
 
 from mlpilot.cli.context import settings
 from mlpilot.cli.output import err_console
+from mlpilot.errors import MlpilotError
 
 
 def is_loopback(host: str) -> bool:
@@ -24,10 +29,14 @@ def is_loopback(host: str) -> bool:
 @click.option("--host", default=None, help="Address to bind (default MLPILOT_HOST or 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default MLPILOT_PORT or 5080).")
 def server(host: str | None, port: int | None) -> None:
-    """Run the control plane. Bound beyond loopback, every request needs a token."""
+    """Run the control plane. Bound beyond loopback, every request needs a token.
+
+    SIGINT or SIGTERM stops it gracefully (requests in flight finish) with exit code 0.
+    """
     import uvicorn
 
     from mlpilot.api import Services, create_app
+    from mlpilot.cli.serve import run_until_stopped
 
     s = settings()
     host = host or s.host
@@ -40,7 +49,17 @@ def server(host: str | None, port: int | None) -> None:
         f"mlpilot control plane on http://{host}:{port} (store: {services.store.safe_url}; "
         f"auth: {'token required' if require_auth else 'writes open on loopback'})"
     )
-    uvicorn.run(app, host=host, port=port, log_level=s.log_level)
+    config = uvicorn.Config(app, host=host, port=port, log_level=s.log_level, timeout_graceful_shutdown=30)
+    runner = uvicorn.Server(config)
+    try:
+        run_until_stopped(runner.run)
+    finally:
+        services.close()
+    lifespan = getattr(runner, "lifespan", None)
+    if not runner.started and getattr(lifespan, "should_exit", False):
+        # The app's start-up failed (uvicorn logged why) and uvicorn returned: a failure, not a stop.
+        raise MlpilotError("mlpilot server: the control plane failed to start (see the log above)")
+    err_console.print("mlpilot control plane stopped")
 
 
 COMMANDS = [server]

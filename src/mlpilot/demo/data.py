@@ -12,7 +12,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CATEGORICAL", "FEATURES", "NUMERIC", "TARGET", "FeatureTables", "feature_tables", "make_churn"]
+__all__ = [
+    "CATEGORICAL",
+    "FEATURES",
+    "NEW_PLAN",
+    "NUMERIC",
+    "TARGET",
+    "FeatureTables",
+    "feature_tables",
+    "make_churn",
+    "with_new_plan",
+]
 
 REGIONS = ("NA", "EU", "APAC", "LATAM")
 PLANS = ("basic", "pro", "enterprise")
@@ -28,6 +38,8 @@ NUMERIC = [
 CATEGORICAL = ["region", "plan", "contract"]
 FEATURES = NUMERIC + CATEGORICAL
 TARGET = "churned"
+#: A cheaper plan launched after the last retraining: no model was trained on it, and no holdout holds it.
+NEW_PLAN = "starter"
 
 
 def make_churn(
@@ -101,6 +113,16 @@ def make_churn(
             TARGET: churned,
         }
     )
+
+
+def with_new_plan(frame: Any, share: float, *, seed: int = 0) -> Any:
+    """A copy of ``frame`` where ``share`` of the customers took the :data:`NEW_PLAN` (40% cheaper)."""
+    rng = np.random.default_rng(seed)
+    moved = rng.random(len(frame)) < share
+    out = frame.copy()
+    out.loc[moved, "plan"] = NEW_PLAN
+    out.loc[moved, "monthly_charges"] = (out.loc[moved, "monthly_charges"] * 0.6).round(2)
+    return out
 
 
 #: When a customer's usage snapshot lands in the warehouse, and when the model scores the customer.

@@ -38,7 +38,8 @@ class ControlPlane:
 
 def start_control_plane(settings: Settings, *, timeout: float = 30.0) -> ControlPlane:
     """Serve the control plane over ``settings``' store on an ephemeral loopback port, with its control loops
-    (the rollout controller looks at every deployment each second)."""
+    (the rollout controller looks at every deployment each second, after its label feed has turned the labels
+    logged since its last look into the rollouts' online accuracy)."""
     import uvicorn
 
     from mlpilot.api import Services, create_app

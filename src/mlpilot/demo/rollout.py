@@ -1,120 +1,41 @@
 """Closing the loop: retrain on the labelled recent traffic, gate the new version, canary it through the
-control plane until the analysis promotes it; then plant a broken version and watch the automatic rollback.
+control plane until the analysis promotes it; then the two safety nets against a bad version: the gate
+refusing one that fails on the holdout, and the automatic rollback of one that passes the gate but fails on
+live traffic the holdout does not have.
 
-The control plane (REST API and rollout controller) and a data plane following it run in threads of this
-process (:mod:`mlpilot.demo.planes`); callers send one-row requests keyed by customer id from a few threads;
-labels are posted back to the control plane as they "arrive", so the analysis can compare online accuracy.
+The control plane (REST API, rollout controller and its label feed) and a data plane following it run in
+threads of this process (:mod:`mlpilot.demo.planes`) over the same home, so the data plane writes its
+prediction log where the control plane reads it. Callers send one-row requests keyed by customer id from a
+few threads (:mod:`mlpilot.demo.traffic`); their true labels are logged through the monitoring API keyed by
+request id, as a user's label job would, and the label feed turns them into each variant's online accuracy.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mlpilot.demo.data import FEATURES, TARGET
+from mlpilot.demo.data import FEATURES, NEW_PLAN, TARGET, with_new_plan
 from mlpilot.demo.state import ENDPOINT, EXPERIMENT, MODEL_NAME, SERVICE, DemoState, progress
-from mlpilot.demo.train import BROKEN_REGIONS, evaluate, make_broken, make_candidates
+from mlpilot.demo.traffic import CALLERS, LabelJob, Traffic
+from mlpilot.demo.train import BROKEN_REGIONS, evaluate, make_broken, make_candidates, make_strict
 from mlpilot.errors import MlpilotError
 
-__all__ = ["Traffic", "step_canary", "step_retrain", "step_rollback"]
+__all__ = ["step_canary", "step_retrain", "step_rollback"]
 
 #: Canary steps short enough for a demo: 25% then 50% of traffic, at least 4 s and 100 canary requests each.
 STEPS = [25.0, 50.0, 100.0]
 MIN_STEP_SECONDS = 4.0
 MIN_STEP_REQUESTS = 100
-#: Callers sending requests while the rollouts run.
-CALLERS = 4
-
-
-@dataclass
-class Traffic:
-    """Threads sending one-row predictions for ``customers`` to a data plane until stopped.
-
-    Each request carries the customer id as its sticky assignment key. Every answer is counted by status and
-    variant (a request that got no answer at all counts as status 0 of variant ``?``); answered predictions are
-    queued with the customer's true label, to be posted as outcomes.
-    """
-
-    url: str
-    endpoint: str
-    customers: Any
-    by_id: bool
-    threads: int = CALLERS
-    counts: Counter[tuple[int, str]] = field(default_factory=Counter)
-    _outcomes: list[Any] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _workers: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _bodies(self) -> list[tuple[str, bytes, int]]:
-        import orjson
-
-        ids = self.customers["customer_id"].tolist()
-        truth = self.customers[TARGET].tolist()
-        if self.by_id:
-            rows: list[dict[str, Any]] = [{"customer_id": int(c)} for c in ids]
-        else:
-            rows = self.customers[FEATURES].to_dict(orient="records")
-        return [
-            (str(c), orjson.dumps({"instances": [row]}), int(y)) for c, row, y in zip(ids, rows, truth, strict=True)
-        ]
-
-    def _work(self, seed: int, bodies: list[tuple[str, bytes, int]]) -> None:
-        import httpx
-
-        from mlpilot.deploy import Outcome
-
-        order = np.random.default_rng(seed).permutation(len(bodies))
-        path = f"/v1/models/{self.endpoint}:predict"
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            i = 0
-            while not self._stop.is_set():
-                key, body, label = bodies[order[i % len(order)]]
-                i += 1
-                headers = {"content-type": "application/json", "x-mlpilot-key": key}
-                try:
-                    response = http.post(path, content=body, headers=headers)
-                except httpx.HTTPError:
-                    with self._lock:
-                        self.counts[(0, "?")] += 1
-                    continue
-                variant = response.headers.get("x-mlpilot-variant", "?")
-                outcome = None
-                if response.status_code == 200:
-                    prediction = response.json()["predictions"][0]
-                    outcome = Outcome(variant=variant, prediction=prediction, label=label)
-                with self._lock:
-                    self.counts[(response.status_code, variant)] += 1
-                    if outcome is not None:
-                        self._outcomes.append(outcome)
-
-    def start(self) -> Traffic:
-        bodies = self._bodies()
-        for i in range(self.threads):
-            worker = threading.Thread(target=self._work, args=(i, bodies), name=f"demo-traffic-{i}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(30)
-
-    def take_outcomes(self) -> list[Any]:
-        with self._lock:
-            taken, self._outcomes = self._outcomes, []
-        return taken
-
-    def snapshot(self) -> Counter[tuple[int, str]]:
-        with self._lock:
-            return Counter(self.counts)
+#: Labels are logged in batches at most this often.
+LABEL_INTERVAL = 1.0
+#: Share of this week's new customers on the plan launched after the retraining.
+NEW_PLAN_SHARE = 0.4
 
 
 def _failed(status: int) -> bool:
@@ -193,6 +114,7 @@ def step_retrain(state: DemoState) -> None:
     state.versions.append(version)
     state.data["retrained"] = version
     state.data["holdout"] = holdout
+    state.data["retrained_model"] = best["model"]
     console.print(
         f"registered [bold]{MODEL_NAME} version {version.version}[/bold] ({best['name']}); next: the gate and a canary"
     )
@@ -207,12 +129,20 @@ def _concat(*frames: Any) -> Any:
 # -- canary -------------------------------------------------------------------------------------------------
 @dataclass
 class Rollout:
-    """The planes and the traffic the canary and rollback steps share."""
+    """The planes, the callers and the label job the canary and rollback steps share."""
 
     control: Any
     plane: Any
     operator: Any
     traffic: Traffic
+    labels: LabelJob
+    by_id: bool
+
+    def route_callers(self, customers: Any) -> None:
+        """Callers send requests for ``customers`` from now on."""
+        self.traffic.stop()
+        self.labels.send(self.traffic.take_answers())
+        self.traffic = Traffic(self.plane.url, ENDPOINT, customers, by_id=self.by_id).start()
 
     def close(self) -> None:
         self.traffic.stop()
@@ -244,9 +174,12 @@ def _create_endpoint(state: DemoState, primary: int) -> None:
 def _start_planes(state: DemoState) -> Rollout:
     from mlpilot.client import Client
     from mlpilot.demo.planes import start_control_plane
+    from mlpilot.demo.serve import predictions_url
     from mlpilot.deploy.dataplane import build_data_plane, serve_in_thread
     from mlpilot.serving import RegistrySource
 
+    # The real control-plane app: its rollout controller runs with the label feed, reading the prediction log
+    # at the home's default location, which is where the data plane below writes it.
     control = start_control_plane(state.client.settings)
     operator = Client(control.url)
     by_id = state.features is not None
@@ -258,37 +191,37 @@ def _start_planes(state: DemoState) -> Rollout:
         names=[ENDPOINT],
         poll_interval=0.2,
         report_interval=0.5,
-        log_url=state.client.settings.home.resolve() / "predictions",
-        serve_options={"inference_threads": 2},
+        log_url=predictions_url(state),
+        # flushed often, so that labels can follow their predictions within a second or two
+        serve_options={"inference_threads": 2, "log": {"flush_interval": 0.5}},
         features={ENDPOINT: SERVICE} if by_id else None,
         features_online_url=state.features.online_url if by_id else None,
     )
     running = serve_in_thread(plane)
     traffic = Traffic(running.url, ENDPOINT, state.data["fresh"], by_id=by_id).start()
     state.console.print(
-        f"control plane {control.url} (REST API + rollout controller); data plane {running.url} following it; "
-        f"{CALLERS} callers sending one-row requests by customer id"
+        f"control plane {control.url} (REST API + rollout controller + label feed); data plane {running.url} "
+        f"following it; {CALLERS} callers sending one-row requests by customer id"
     )
-    return Rollout(control, running, operator, traffic)
+    # Ground truth goes through the control plane's monitoring API, as a user's label job would send it.
+    return Rollout(control, running, operator, traffic, LabelJob(operator.monitor), by_id)
 
 
 def _watch(
     state: DemoState, rollout: Rollout, done: Callable[[Any], bool], *, timeout: float = 120.0
-) -> tuple[Any, float]:
-    """Post labels, print every revision the controller (or anyone) writes, show the live analysis; until
-    ``done(info)``. Returns the final info and the seconds it took."""
+) -> tuple[Any, float, Any]:
+    """Log labels, print every revision the controller (or anyone) writes, show the live analysis; until
+    ``done(info)``. Returns the final info, the seconds it took and the last analysis of the rollout."""
     deployments = state.client.deployments
     seen = deployments.get(ENDPOINT).revision - 1
     started = time.monotonic()
-    last_look = 0.0
+    last_look = last_labels = 0.0
+    report = None
     with state.console.status("analysing") as status:
         while True:
-            info = deployments.get(ENDPOINT)
-            # Labels of answers from versions the deployment no longer has (before a switch) have nowhere to go.
-            live = {v.name for v in info.spec.variants}
-            outcomes = [o for o in rollout.traffic.take_outcomes() if o.variant in live]
-            if outcomes:
-                _post(rollout, outcomes)
+            if time.monotonic() - last_labels >= LABEL_INTERVAL:
+                rollout.labels.send(rollout.traffic.take_answers())
+                last_labels = time.monotonic()
             for entry in deployments.history(ENDPOINT, after_revision=seen):
                 seen = entry.revision
                 elapsed = time.monotonic() - started
@@ -298,7 +231,7 @@ def _watch(
                 )
             info = deployments.get(ENDPOINT)
             if done(info):
-                return info, time.monotonic() - started
+                return info, time.monotonic() - started, report
             if time.monotonic() - started > timeout:
                 raise MlpilotError(f"the rollout did not finish within {timeout:.0f} s: {info.spec.message}")
             if time.monotonic() - last_look > 1.0:
@@ -307,23 +240,12 @@ def _watch(
                 per = ", ".join(
                     f"{v} {sum(n for (_, w), n in counts.items() if w == v):,}" for v in sorted({w for _, w in counts})
                 )
-                status.update(f"analysis: {report.action} — {report.reason[:90]} | requests {per}")
+                status.update(
+                    f"analysis: {report.action} — {report.reason[:80]} | requests {per} | "
+                    f"labels logged {rollout.labels.logged:,}"
+                )
                 last_look = time.monotonic()
             time.sleep(0.25)
-
-
-def _post(rollout: Rollout, outcomes: list[Any]) -> None:
-    """Post labels to the control plane; a batch naming a variant that left the deployment meanwhile (the
-    controller switched between our read and the post) is filtered again and re-sent once."""
-    from mlpilot.errors import InvalidInputError
-
-    try:
-        rollout.operator.deployments.record_outcomes(ENDPOINT, outcomes)
-    except InvalidInputError:
-        live = {v.name for v in rollout.operator.deployments.get(ENDPOINT).spec.variants}
-        kept = [o for o in outcomes if o.variant in live]
-        if kept:
-            rollout.operator.deployments.record_outcomes(ENDPOINT, kept)
 
 
 def _drift(state: DemoState) -> str:
@@ -343,6 +265,21 @@ def _wait_applied(rollout: Rollout, revision: int, timeout: float = 10.0) -> Non
         time.sleep(0.05)
 
 
+def _print_gate(state: DemoState, checks: list[dict[str, Any]]) -> None:
+    for check in checks:
+        mark = "[green]pass[/green]" if check["passed"] else "[red]FAIL[/red]"
+        state.console.print(f"  {mark} {check['name']}: {check['detail']}")
+
+
+def _holdout(state: DemoState) -> tuple[Any, Any]:
+    holdout = state.data["holdout"]
+    return holdout[FEATURES], holdout[TARGET].to_numpy()
+
+
+def _accuracy(report: Any) -> dict[str, Any] | None:
+    return next((c for c in report.checks if c["metric"] == "accuracy"), None) if report is not None else None
+
+
 def step_canary(state: DemoState) -> None:
     from mlpilot.deploy import AnalysisConfig
     from mlpilot.errors import ConflictError
@@ -354,95 +291,174 @@ def step_canary(state: DemoState) -> None:
         return
     champion = state.client.get_model_version(MODEL_NAME, "champion")
     _create_endpoint(state, champion.version)
-    holdout = state.data["holdout"]
-    gate = state.deployments.check_gate(
-        ENDPOINT, retrained.version, holdout=(holdout[FEATURES], holdout[TARGET].to_numpy())
-    )
+    gate = state.deployments.check_gate(ENDPOINT, retrained.version, holdout=_holdout(state))
     console.print(f"gate for v{retrained.version} against v{champion.version}:")
-    for check in gate.checks:
-        mark = "[green]pass[/green]" if check.passed else "[red]FAIL[/red]"
-        console.print(f"  {mark} {check.name}: {check.detail}")
+    _print_gate(state, gate.to_dict()["checks"])
     if not gate.passed:
         raise ConflictError(f"the gate refused v{retrained.version}", gate=gate.to_dict())
     rollout = state.data["rollout"] = _start_planes(state)
     # A retrained model is *meant* to predict differently after drift: judge it on errors, latency and online
-    # accuracy from the labels posted back, not on whether its predictions moved.
+    # accuracy from the labels logged through monitoring, not on whether its predictions moved.
     analysis = AnalysisConfig(
         min_samples=100, min_labels=100, require_labels=True, on_prediction_shift="ignore", latency_tolerance=0.5
     )
     before = rollout.traffic.snapshot()
+    labels_before = rollout.labels.logged
     state.deployments.start_canary(
         ENDPOINT,
         retrained.version,
         analysis=analysis,
-        holdout=(holdout[FEATURES], holdout[TARGET].to_numpy()),
+        holdout=_holdout(state),
         actor="demo",
         reason=f"v{retrained.version} retrained on labelled traffic after drift ({_drift(state)})",
     )
     console.print(
         f"canary v{retrained.version}: steps {', '.join(f'{s:g}%' for s in STEPS)}, each at least "
-        f"{MIN_STEP_SECONDS:g} s and {MIN_STEP_REQUESTS} canary requests; labels posted back as they arrive"
+        f"{MIN_STEP_SECONDS:g} s and {MIN_STEP_REQUESTS} canary requests; each answer's label is logged through "
+        "the monitoring API (by request id) a second later, and the label feed scores every variant"
     )
-    info, took = _watch(state, rollout, lambda i: i.spec.state == "stable")
+    info, took, report = _watch(state, rollout, lambda i: i.spec.state == "stable")
     _wait_applied(rollout, info.revision)
     after = rollout.traffic.snapshot()
     served = after - before
     failed = sum(n for (s, _), n in served.items() if _failed(s))
     now = state.client.get_model_version(MODEL_NAME, "champion")
-    state.data["canary"] = {"info": info, "served": served, "failed": failed, "seconds": took}
+    accuracy = _accuracy(report)
+    state.data["canary"] = {
+        "info": info,
+        "served": served,
+        "failed": failed,
+        "seconds": took,
+        "labels": rollout.labels.logged - labels_before,
+        "accuracy": accuracy,
+    }
     verdict = "promoted" if info.spec.primary.version == retrained.version else "rolled back"
     console.print(
         f"[bold]{verdict}[/bold] in {took:.0f} s: {sum(served.values()):,} requests, {failed} failed; "
-        f"{MODEL_NAME}@champion → version {now.version}"
+        f"{rollout.labels.logged - labels_before:,} labels logged through monitoring"
+        + (f"; online accuracy: {accuracy['detail']}" if accuracy else "")
+        + f"; {MODEL_NAME}@champion → version {now.version}"
     )
 
 
-# -- a broken version ---------------------------------------------------------------------------------------
+# -- bad versions -------------------------------------------------------------------------------------------
 def step_rollback(state: DemoState) -> None:
-    from mlpilot.deploy import AnalysisConfig
-
-    console = state.console
     rollout: Rollout | None = state.data.pop("rollout", None)
     if rollout is None:
         state.skip("the rollback")
         return
     try:
         stable = state.client.deployments.get(ENDPOINT).spec.primary.version
-        broken = make_broken(state.data["train"])
-        sample = state.data["test"]
-        sample = sample[sample["region"].isin(BROKEN_REGIONS)]
-        version = state.client.log_model(
-            broken,
-            MODEL_NAME,
-            input_example=sample[FEATURES].head(5),
-            metrics={k: v for k, v in evaluate(broken, sample).items() if not k.startswith("auc_region_")},
-            description="PLANTED BROKEN BUILD (demo): fitted on NA and EU only, it raises on APAC and LATAM customers",
-        )
-        state.versions.append(version)
-        state.data["broken"] = version
-        console.print(
-            f"registered [bold]{MODEL_NAME} version {version.version}[/bold]: [red]a deliberately broken build "
-            "planted by the demo[/red]: fitted on the NA and EU export only, its encoder raises on APAC and LATAM "
-            "customers (about 30% of requests)"
-        )
-        analysis = AnalysisConfig(min_samples=100, min_labels=100, on_prediction_shift="ignore", latency_tolerance=0.5)
-        before = rollout.traffic.snapshot()
-        state.deployments.start_canary(
-            ENDPOINT,
-            version.version,
-            analysis=analysis,
-            skip_gate=True,
-            actor="demo",
-            reason="planted broken build, pushed past the gate on purpose to show the automatic rollback",
-        )
-        console.print(f"canary v{version.version} (skipping the gate, as a rushed hotfix would):")
-        info, took = _watch(state, rollout, lambda i: i.spec.state == "stable")
-        _wait_applied(rollout, info.revision)
-        time.sleep(0.5)  # requests in flight at the switch finish on the version that took them
-        served = rollout.traffic.snapshot() - before
+        _refused_by_the_gate(state)
+        broken, info, served, took = _fails_in_production(state, rollout)
     finally:
         rollout.close()
-    _report_rollback(state, info, served, version.version, stable, took)
+    _report_rollback(state, info, served, broken, stable, took)
+
+
+def _refused_by_the_gate(state: DemoState) -> None:
+    """The first safety net: a build that fails on the holdout never gets traffic."""
+    from mlpilot.errors import ConflictError
+
+    console = state.console
+    broken = make_broken(state.data["train"])
+    sample = state.data["test"]
+    sample = sample[sample["region"].isin(BROKEN_REGIONS)]
+    version = state.client.log_model(
+        broken,
+        MODEL_NAME,
+        input_example=sample[FEATURES].head(5),
+        metrics={k: v for k, v in evaluate(broken, sample).items() if not k.startswith("auc_region_")},
+        description="PLANTED BROKEN BUILD (demo): fitted on NA and EU only, it raises on APAC and LATAM customers",
+    )
+    state.versions.append(version)
+    console.print(
+        f"registered [bold]{MODEL_NAME} version {version.version}[/bold]: [red]a deliberately broken build planted "
+        "by the demo[/red]: fitted on the NA and EU export only, its encoder raises on APAC and LATAM customers"
+    )
+    try:
+        state.deployments.start_canary(
+            ENDPOINT, version.version, holdout=_holdout(state), actor="demo", reason="planted broken build"
+        )
+    except ConflictError as exc:
+        gate = exc.details["gate"]
+        state.data["refused"] = {"version": version, "gate": gate, "message": exc.message}
+        console.print(f"canary v{version.version}: [bold]the gate refused v{version.version}[/bold], no traffic sent:")
+        _print_gate(state, [c for c in gate["checks"] if not c["passed"]])
+        return
+    raise MlpilotError(f"the gate let the planted broken v{version.version} through")
+
+
+def _fails_in_production(state: DemoState, rollout: Rollout) -> tuple[int, Any, Counter[tuple[int, str]], float]:
+    """The second safety net: a build that passes the gate but fails on live inputs its holdout never had is
+    rolled back by the controller, on the canary's error rate."""
+    import pandas as pd
+
+    from mlpilot.deploy import AnalysisConfig
+
+    console = state.console
+    fresh = state.data["fresh"]
+    # This week's sign-ups, 40% of them on a plan launched after the retraining: not in any training set, and
+    # not in the holdout (drawn before the launch).
+    week = _this_week(state, len(fresh))
+    if state.features is not None:
+        state.features.push_customers(week)
+    columns = ["customer_id", *FEATURES, TARGET]
+    rollout.route_callers(pd.concat([fresh[columns], week[columns]], ignore_index=True))
+    starter = int((week["plan"] == NEW_PLAN).sum())
+    retrained = state.data["retrained"].version
+    console.print(
+        f"meanwhile a cheaper [bold]{NEW_PLAN!r}[/bold] plan launched: {len(week):,} customers signed up this week, "
+        f"{starter:,} on it; callers now include them, and v{retrained} serves them (it encodes a plan it never "
+        "saw as unknown)"
+    )
+    model = make_strict(state.data["retrained_model"])
+    holdout = state.data["holdout"]
+    metrics = {k: v for k, v in evaluate(model, holdout).items() if not k.startswith("auc_region_")}
+    version = state.client.log_model(
+        model,
+        MODEL_NAME,
+        input_example=holdout[FEATURES].head(5),
+        metrics=metrics,
+        description=f"PLANTED (demo): v{retrained} with a strict encoder: raises on categories it never saw",
+    )
+    state.versions.append(version)
+    state.data["broken"] = version
+    console.print(
+        f"registered [bold]{MODEL_NAME} version {version.version}[/bold], [red]planted[/red]: v{retrained} with "
+        "its category encoder made strict (a category it never saw raises instead of being encoded as unknown); "
+        f"on every category it was trained on it predicts exactly like v{retrained}"
+    )
+    analysis = AnalysisConfig(min_samples=100, min_labels=100, on_prediction_shift="ignore", latency_tolerance=0.5)
+    before = rollout.traffic.snapshot()
+    state.deployments.start_canary(
+        ENDPOINT,
+        version.version,
+        analysis=analysis,
+        holdout=_holdout(state),
+        actor="demo",
+        reason=f"v{retrained} with a strict encoder; passed the gate on the holdout",
+    )
+    console.print(
+        f"the gate passed v{version.version}: holdout accuracy {metrics['accuracy']:.3f}, the same as v{retrained}'s "
+        f"(the holdout was drawn before the {NEW_PLAN!r} plan launched); canary v{version.version}:"
+    )
+    info, took, _ = _watch(state, rollout, lambda i: i.spec.state == "stable")
+    _wait_applied(rollout, info.revision)
+    time.sleep(0.5)  # requests in flight at the switch finish on the version that took them
+    return version.version, info, rollout.traffic.snapshot() - before, took
+
+
+def _this_week(state: DemoState, count: int) -> Any:
+    """``count`` customers who signed up in the last seven days, :data:`NEW_PLAN_SHARE` of them on the plan
+    launched after the retraining."""
+    from datetime import UTC, datetime
+
+    from mlpilot.demo.data import make_churn
+
+    today = np.datetime64(datetime.now(UTC).date(), "D")
+    week = make_churn(count, seed=state.seed + 9, start=today - 7, span_days=7)
+    return with_new_plan(week, NEW_PLAN_SHARE, seed=state.seed + 9)
 
 
 def _report_rollback(
@@ -467,6 +483,6 @@ def _report_rollback(
     state.console.print(
         f"[bold]{'rolled back automatically' if rolled_back else 'NOT rolled back'}[/bold] after {took:.0f} s. "
         f"Callers on v{stable}: {stable_total:,} requests, [bold]{stable_failed} failed[/bold]; callers routed to "
-        f"the broken v{broken} before the rollback: {broken_total:,} requests, {broken_failed:,} errors "
-        "(its APAC and LATAM customers)"
+        f"v{broken} before the rollback: {broken_total:,} requests, {broken_failed:,} errors (its {NEW_PLAN!r} "
+        "plan customers)"
     )

@@ -47,7 +47,13 @@ def serve_champion(state: DemoState) -> Any:
 
 
 def predictions_url(state: DemoState) -> Any:
-    return state.client.settings.home.resolve() / "predictions"
+    """Where the demo's model servers write the prediction log: where the monitor (and the control plane's
+    label feed) read it."""
+    from pathlib import Path
+
+    from mlpilot.monitor.backend import default_predictions_url
+
+    return Path(default_predictions_url(state.client.settings))
 
 
 def request_rows(state: DemoState, frame: Any) -> list[dict[str, Any]]:

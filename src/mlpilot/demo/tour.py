@@ -2,7 +2,8 @@
 
 data → features (point-in-time training set, online store) → train and track → register and promote → serve by
 customer id → monitor drift and accuracy by segment → retrain on the labelled traffic → gate and canary through
-the control plane → plant a broken version and watch the automatic rollback → parity and the audit trail.
+the control plane, judged on labels logged through monitoring → plant bad versions: one the gate refuses, one
+that passes it and is rolled back automatically → parity and the audit trail.
 
 Each step is a function taking the shared :class:`~mlpilot.demo.state.DemoState`; :data:`STEPS` lists them in
 order. Steps that need the embedded store say so and skip when the demo runs against a remote server.
@@ -220,7 +221,7 @@ STEPS: list[tuple[str, Callable[[DemoState], None]]] = [
     ("monitor", step_monitor),
     ("retrain on the labelled traffic", step_retrain),
     ("gate and canary through the control plane", step_canary),
-    ("a broken version: automatic rollback", step_rollback),
+    ("bad versions: refused by the gate, rolled back by the controller", step_rollback),
     ("training/serving parity", step_parity),
     ("summary", step_summary),
 ]

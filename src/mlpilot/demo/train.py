@@ -10,7 +10,7 @@ import numpy as np
 
 from mlpilot.demo.data import CATEGORICAL, FEATURES, NUMERIC, TARGET
 
-__all__ = ["BROKEN_REGIONS", "Candidate", "evaluate", "make_broken", "make_candidates"]
+__all__ = ["BROKEN_REGIONS", "Candidate", "evaluate", "make_broken", "make_candidates", "make_strict"]
 
 #: The only regions the planted broken build (:func:`make_broken`) was fitted on.
 BROKEN_REGIONS = ("NA", "EU")
@@ -82,6 +82,21 @@ def make_broken(frame: Any) -> Any:
     )
     model = Pipeline([("pre", pre), ("clf", LogisticRegression(C=0.5, max_iter=500))])
     return model.fit(seen[FEATURES], seen[TARGET])
+
+
+def make_strict(model: Any) -> Any:
+    """A copy of a fitted churn pipeline (from :func:`make_candidates`) whose category encoder refuses
+    categories it never saw (``handle_unknown="error"``) instead of encoding them as unknown.
+
+    Planted for the demo's rollback step: on every category seen in training it encodes, and so predicts,
+    exactly like ``model``; a new category makes it raise.
+    """
+    import copy
+
+    strict = copy.deepcopy(model)
+    encoder = strict.named_steps["pre"].named_transformers_["cat"]
+    encoder.handle_unknown = "error"
+    return strict
 
 
 def evaluate(model: Any, frame: Any) -> dict[str, float]:

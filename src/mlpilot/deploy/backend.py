@@ -11,6 +11,7 @@ from mlpilot.deploy.entities import (
     AnalysisConfig,
     CanaryConfig,
     DeploymentInfo,
+    EndpointFeatures,
     GateConfig,
     RevisionInfo,
     RoutingConfig,
@@ -33,6 +34,9 @@ class DeploymentsBackend(Protocol):
     - ``start_*`` run the gate first and raise ``ConflictError`` (with the gate report in ``details``) when
       the candidate fails it, unless ``skip_gate``.
     - Reads raise :class:`~mlpilot.errors.NotFoundError` for unknown names.
+    - ``create(features=...)`` names the feature service every version of the endpoint looks its inputs up
+      from (callers send entity keys); an unregistered service is an
+      :class:`~mlpilot.errors.InvalidInputError` naming ``features.service``.
     """
 
     def create(
@@ -46,6 +50,7 @@ class DeploymentsBackend(Protocol):
         gate: GateConfig | None = None,
         routing: RoutingConfig | None = None,
         retention_seconds: float = 600.0,
+        features: EndpointFeatures | str | None = None,
         actor: str = "local",
         reason: str = "",
     ) -> DeploymentInfo: ...

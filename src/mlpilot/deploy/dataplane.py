@@ -91,7 +91,7 @@ def build_data_plane(
     report_interval: float = 1.0,
     log_url: str | Path | None = None,
     initial_config: str | Path | None = None,
-    max_shadow_in_flight: int = 64,
+    max_shadow_in_flight: int = 256,
     replica: str | None = None,
     serve_options: dict[str, Any] | None = None,
     access_log: AccessLog | None = None,
@@ -101,9 +101,10 @@ def build_data_plane(
     """Fetch the serving documents of ``names``, load their versions from ``source`` and wire the router and
     the follower (blocking: models load before this returns). ``serve_options`` are
     :class:`~mlpilot.serving.ServeConfig` fields (batching, prediction log, threads...); ``access_log`` is
-    where access-log lines go when ``serve_options`` turn them on. ``features`` maps deployment names to the
-    feature service their callers' entity keys are looked up in (the ``source`` provides the registered
-    definitions, ``features_online_url`` the online store; see :mod:`mlpilot.serving.features`)."""
+    where access-log lines go when ``serve_options`` turn them on. A deployment created with a feature service
+    has its callers' entity keys looked up in it (the ``source`` provides the registered definitions,
+    ``features_online_url`` the online store; see :mod:`mlpilot.serving.features`); ``features`` maps
+    deployment names to a service replacing the declared one on this data plane."""
     from mlpilot.serving import ModelServer, ServeConfig
 
     if not names:

@@ -20,6 +20,7 @@ __all__ = [
     "CanaryConfig",
     "DeploymentInfo",
     "DeploymentSpec",
+    "EndpointFeatures",
     "GateConfig",
     "RevisionInfo",
     "Role",
@@ -39,6 +40,8 @@ Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,50}[a-z0-9])?$")
 _HEADER = r"^[a-z0-9-]{1,64}$"
+#: a feature registry project, as :func:`mlpilot.features.store_registry.check_project` accepts it
+_PROJECT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 #: States in which a candidate receives traffic and the controller watches it.
 ACTIVE_STATES: frozenset[str] = frozenset({"preview", "canary", "paused", "shadowing", "ab_testing"})
@@ -174,6 +177,19 @@ class RoutingConfig(_Frozen):
     salt: str = Field(default="", max_length=64)
 
 
+class EndpointFeatures(_Frozen):
+    """The feature service every version of the endpoint looks its inputs up from.
+
+    Callers then send entity keys (and request-time fields); the model server reads the service's features
+    from its online store, using the definitions registered in ``project`` (see ``docs/serving.md``). Every
+    variant (primary, canary, shadow, the preview route) gets the same lookup, so callers send the same
+    request whichever version answers.
+    """
+
+    service: str = Field(min_length=1, max_length=200)
+    project: str = Field(default="default", pattern=_PROJECT)
+
+
 class DeploymentSpec(_Frozen):
     """The desired state of a deployment at one revision."""
 
@@ -201,6 +217,8 @@ class DeploymentSpec(_Frozen):
     analysis: AnalysisConfig = AnalysisConfig()
     gate: GateConfig = GateConfig()
     routing: RoutingConfig = RoutingConfig()
+    #: the feature service callers' entity keys are looked up in (None: callers send the model's inputs)
+    features: EndpointFeatures | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentSpec:
@@ -260,7 +278,8 @@ class ServingDocument(_Frozen):
     """What the data plane polls: the model versions to load and how to route among them.
 
     ``models`` maps onto :class:`mlpilot.serving.ServeConfig` ``models`` (pinned ``name/version`` references
-    served under the endpoint's name, primary first so that an unrouted server answers with it). ``etag``
+    served under the endpoint's name, primary first so that an unrouted server answers with it; each with the
+    endpoint's feature service, when it has one: ``features``). ``etag``
     changes with every revision, so a poller's conditional GET costs one indexed read when nothing changed.
     """
 
@@ -273,3 +292,4 @@ class ServingDocument(_Frozen):
     variants: list[Variant]
     routing: RoutingConfig
     state: State
+    features: EndpointFeatures | None = None

@@ -13,6 +13,11 @@ A rollback to a version that is still loaded (the primary during a canary, a sta
 therefore a route swap, within one poll interval. Every ``report_interval`` seconds the router's per-variant
 statistics are posted to ``POST /api/v1/deployments/{name}/observations``; a failed post keeps them for the
 next one.
+
+A deployment created with a feature service (``features`` in its document) has every version it serves look
+its inputs up from that service; every ``features_interval`` seconds the follower checks whether new feature
+definitions were applied and, if so, the server rebuilds those lookups and swaps them in
+(:meth:`mlpilot.serving.features.ServingFeatures.refresh`).
 """
 
 from __future__ import annotations
@@ -80,10 +85,12 @@ def fetch_documents(control_url: str, names: Sequence[str], *, token: str | None
 def serve_config_for(
     base: ServeConfig, docs: Sequence[ServingDocument], features: Mapping[str, Any] | None = None
 ) -> ServeConfig:
-    """``base`` serving the models the documents name (primary first, so unrouted requests get it).
+    """``base`` serving the models the documents name (primary first, so unrouted requests get it), each with
+    its deployment's feature service when it has one.
 
-    ``features`` maps deployment names to the feature service their versions look inputs up from (a service
-    name or a :class:`~mlpilot.serving.FeaturesConfig`): callers of those endpoints send entity keys."""
+    ``features`` maps deployment names to a feature service (a name or a :class:`~mlpilot.serving.FeaturesConfig`)
+    that replaces the one the deployment declares, on this data plane only (e.g. to name another online
+    store): callers of those endpoints send entity keys."""
     from mlpilot.serving import ModelConfig
 
     seen: dict[tuple[str, str], ModelConfig] = {}
@@ -114,9 +121,12 @@ class DeploymentFollower:
         report_interval: float = 1.0,
         replica: str | None = None,
         features: Mapping[str, Any] | None = None,
+        features_interval: float = 10.0,
     ) -> None:
         if poll_interval <= 0 or report_interval <= 0:
             raise ConfigError("poll_interval and report_interval must be positive", key="poll_interval")
+        if features_interval <= 0:
+            raise ConfigError("features_interval must be positive", key="features_interval")
         self.server = server
         self.router = router
         self.control_url = control_url.rstrip("/")
@@ -125,8 +135,10 @@ class DeploymentFollower:
         self.poll_interval = poll_interval
         self.report_interval = report_interval
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}"
-        #: deployment name -> the feature service its versions look inputs up from
+        #: deployment name -> the feature service replacing the one the deployment declares
         self.features = dict(features or {})
+        #: seconds between checks for new feature definitions (a small read per project in use)
+        self.features_interval = features_interval
         self._docs: dict[str, ServingDocument] = {}
         self._http: httpx.AsyncClient | None = None
         #: (deployment, revision, wall-clock time) of every document applied, in order
@@ -179,6 +191,7 @@ class DeploymentFollower:
         return True
 
     async def run_polls(self) -> None:
+        features_due = time.monotonic() + self.features_interval
         while True:
             try:
                 changed = await self.poll_once()
@@ -188,6 +201,12 @@ class DeploymentFollower:
                 raise
             except Exception as exc:  # the control plane may be down: keep serving what we have
                 logger.warning("polling the control plane failed: %s", exc)
+            if time.monotonic() >= features_due:
+                features_due = time.monotonic() + self.features_interval
+                try:
+                    await asyncio.to_thread(self.server.features.refresh)
+                except Exception as exc:  # never stops following; the next check tries again
+                    logger.warning("checking for new feature definitions failed: %s", exc)
             await asyncio.sleep(self.poll_interval)
 
     async def report_once(self) -> None:

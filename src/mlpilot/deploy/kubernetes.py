@@ -4,9 +4,16 @@
 they reach the control plane), a Deployment of stateless model-server replicas that follow the control plane
 (readiness and liveness probes on the v2 health routes, resource requests and limits, Prometheus scraping), a
 Service, a HorizontalPodAutoscaler and a PodDisruptionBudget. Every replica routes by the same deterministic
-hashing, so replicas agree on traffic splits without sharing state::
+hashing, so replicas agree on traffic splits without sharing state.
 
-    >>> docs = render_kubernetes(info, KubernetesOptions(image="registry.example.com/mlpilot:0.1"))  # doctest: +SKIP
+The pods keep nothing: their prediction log goes to shared object storage (``predictions_url``, rendered as
+``MLPILOT_PREDICTIONS_URL``), where the control plane's label feed and monitoring read it, and an endpoint with a
+feature service reads a shared online store (``features_online_url``: Redis). Credentials never appear in the
+manifests: they come from the Secret named by ``env_secret`` (its keys become environment variables)::
+
+    >>> options = KubernetesOptions(image="registry.example.com/mlpilot:0.1",
+    ...                             predictions_url="s3://ml-artifacts/mlpilot/predictions")
+    >>> docs = render_kubernetes(info, options)  # doctest: +SKIP
     >>> validate_manifests(docs)  # doctest: +SKIP
     >>> write_manifests(docs, "k8s/churn")  # doctest: +SKIP
 
@@ -18,9 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mlpilot.deploy.entities import DeploymentInfo
 from mlpilot.deploy.service import serving_document
@@ -30,6 +39,30 @@ __all__ = ["KubernetesOptions", "render_kubernetes", "validate_manifests", "writ
 
 _CONFIG_DIR = "/etc/mlpilot"
 _CONFIG_FILE = "serving.json"
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://.")
+
+
+def _shared_url(value: str, field: str, *, schemes: tuple[str, ...] | None = None, example: str) -> str:
+    """``value`` if it names storage every pod and the control plane reach, without a password in it."""
+    match = _SCHEME.match(value)
+    if match is None or match.group(1) == "file" or (schemes is not None and match.group(1) not in schemes):
+        raise InvalidInputError(
+            f"{field}: {value!r} is not shared storage: a path (or file://) inside a pod vanishes with it; expected "
+            f"a URL such as {example}",
+            field=field,
+        )
+    try:
+        password = urlsplit(value).password
+    except ValueError as exc:
+        raise InvalidInputError(f"{field}: not a valid URL: {exc}", field=field) from exc
+    if password:
+        # Manifests end up in git and in `kubectl describe`: a password belongs in a Secret.
+        raise InvalidInputError(
+            f"{field}: the URL holds a password: put it in the Secret named by env_secret instead "
+            f"(as MLPILOT_{field.upper()})",
+            field=field,
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -53,6 +86,14 @@ class KubernetesOptions:
     port: int = 8080
     kubernetes_version: str = "1.30"
     extra_labels: dict[str, str] = field(default_factory=dict)
+    #: shared storage for the prediction log, where the control plane reads it (its MLPILOT_PREDICTIONS_URL,
+    #: else its MLPILOT_ARTIFACT_URL + ``/predictions``), e.g. ``s3://ml-artifacts/mlpilot/predictions``
+    predictions_url: str | None = None
+    #: the shared online store of endpoints with a feature service (``redis://…``; with a password: env_secret)
+    features_online_url: str | None = None
+    #: a Secret whose keys become the pods' environment: storage credentials (``AWS_ACCESS_KEY_ID``…), and
+    #: ``MLPILOT_FEATURES_ONLINE_URL`` when it holds a password
+    env_secret: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_replicas <= self.max_replicas:
@@ -63,6 +104,15 @@ class KubernetesOptions:
             raise InvalidInputError(f"port: expected 1-65535, got {self.port}", field="port")
         if not 1 <= self.target_cpu_percent <= 100:
             raise InvalidInputError("target_cpu_percent: expected 1-100", field="target_cpu_percent")
+        if self.predictions_url is not None:
+            _shared_url(self.predictions_url, "predictions_url", example="s3://ml-artifacts/mlpilot/predictions")
+        if self.features_online_url is not None:
+            _shared_url(
+                self.features_online_url,
+                "features_online_url",
+                schemes=("redis", "rediss"),
+                example="redis://redis.ml.svc:6379/0",
+            )
 
 
 def _meta(name: str, labels: dict[str, str], options: KubernetesOptions) -> dict[str, Any]:
@@ -73,8 +123,25 @@ def _meta(name: str, labels: dict[str, str], options: KubernetesOptions) -> dict
 
 
 def render_kubernetes(info: DeploymentInfo, options: KubernetesOptions | None = None) -> list[dict[str, Any]]:
-    """The manifests of ``info``'s model-server group, in apply order."""
+    """The manifests of ``info``'s model-server group, in apply order.
+
+    Raises :class:`~mlpilot.errors.InvalidInputError` when ``options`` lack what the pods need: a shared
+    ``predictions_url``, and for an endpoint with a feature service a shared online store
+    (``features_online_url`` or ``env_secret``)."""
     options = options or KubernetesOptions()
+    if options.predictions_url is None:
+        raise InvalidInputError(
+            "predictions_url: name the shared storage the pods write the prediction log to, where the control "
+            "plane's label feed and monitoring read it (e.g. s3://ml-artifacts/mlpilot/predictions)",
+            field="predictions_url",
+        )
+    if info.spec.features is not None and options.features_online_url is None and options.env_secret is None:
+        raise InvalidInputError(
+            f"features_online_url: deployment {info.name!r} looks its inputs up from feature service "
+            f"{info.spec.features.service!r}: name the shared online store (redis://…), or a Secret (env_secret) "
+            "holding MLPILOT_FEATURES_ONLINE_URL",
+            field="features_online_url",
+        )
     name = f"{info.name}-serve"
     selector = {"app.kubernetes.io/name": "mlpilot-serve", "app.kubernetes.io/instance": info.name}
     labels = {
@@ -90,13 +157,22 @@ def render_kubernetes(info: DeploymentInfo, options: KubernetesOptions | None = 
         "metadata": _meta(f"{name}-config", labels, options),
         "data": {_CONFIG_FILE: document},
     }
-    env: list[dict[str, Any]] = [{"name": "MLPILOT_HOME", "value": "/tmp/mlpilot"}]  # noqa: S108 - the pod's emptyDir
+    env: list[dict[str, Any]] = [
+        {"name": "MLPILOT_HOME", "value": "/tmp/mlpilot"},  # noqa: S108 - the pod's emptyDir, for scratch only
+        {"name": "MLPILOT_PREDICTIONS_URL", "value": options.predictions_url},
+    ]
+    if options.features_online_url is not None:
+        env.append({"name": "MLPILOT_FEATURES_ONLINE_URL", "value": options.features_online_url})
     if options.token_secret:
         env.append(
             {"name": "MLPILOT_TOKEN", "valueFrom": {"secretKeyRef": {"name": options.token_secret, "key": "token"}}}
         )
-    probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 2, "timeoutSeconds": 2}
-    container = {
+    probe: dict[str, Any] = {
+        "httpGet": {"path": "/v2/health/ready", "port": "http"},
+        "periodSeconds": 2,
+        "timeoutSeconds": 2,
+    }
+    container: dict[str, Any] = {
         "name": "model-server",
         "image": options.image,
         "imagePullPolicy": "IfNotPresent",
@@ -114,6 +190,8 @@ def render_kubernetes(info: DeploymentInfo, options: KubernetesOptions | None = 
             str(options.port),
         ],
         "ports": [{"name": "http", "containerPort": options.port, "protocol": "TCP"}],
+        # Explicit `env` entries win over `envFrom` keys of the same name.
+        **({"envFrom": [{"secretRef": {"name": options.env_secret}}]} if options.env_secret else {}),
         "env": env,
         # Models load before the first readiness: give start-up its own, longer budget.
         "startupProbe": {**probe, "failureThreshold": 150},

@@ -159,7 +159,7 @@ class TrafficRouter:
     >>> router.set_table(RouteTable.build("churn", variants))  # doctest: +SKIP
     """
 
-    def __init__(self, app: ASGIApp, *, max_shadow_in_flight: int = 64) -> None:
+    def __init__(self, app: ASGIApp, *, max_shadow_in_flight: int = 256) -> None:
         self.app = app
         self.collector = StatsCollector()
         self.max_shadow_in_flight = max_shadow_in_flight

@@ -25,6 +25,7 @@ from mlpilot.deploy.entities import (
     CanaryConfig,
     DeploymentInfo,
     DeploymentSpec,
+    EndpointFeatures,
     GateConfig,
     RevisionInfo,
     RoutingConfig,
@@ -37,7 +38,7 @@ from mlpilot.deploy.observations import Moments, VariantStats
 from mlpilot.deploy.reports import AnalysisReport, Outcome, build_report, rollout_data
 from mlpilot.deploy.routing import RouteTable
 from mlpilot.errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
-from mlpilot.registry import ModelEvent, ModelVersionInfo, RegistryService
+from mlpilot.registry import ModelEvent, ModelVersionInfo, RegistryService, Signature
 from mlpilot.store import Store, now_ms
 from mlpilot.store.audit import list_events, record_event
 from mlpilot.store.schema import (
@@ -77,20 +78,38 @@ def _info(row: Deployment) -> DeploymentInfo:
 
 
 def serving_document(info: DeploymentInfo) -> ServingDocument:
-    """The serving config of ``info``: primary first, then canaries, shadows and standbys."""
+    """The serving config of ``info``: primary first, then canaries, shadows and standbys; every version with
+    the endpoint's feature service, when it has one."""
     order = {"primary": 0, "canary": 1, "shadow": 2, "standby": 3}
     variants = sorted(info.spec.variants, key=lambda v: (order[v.role], v.version))
+    features = info.spec.features
+    extra = {"features": features.model_dump(mode="json")} if features is not None else {}
     return ServingDocument(
         name=info.name,
         revision=info.revision,
         rollout=info.spec.rollout,
         etag=f'"{info.name}-{info.revision}"',
         model=info.spec.model,
-        models=[{"ref": f"{info.spec.model}/{v.version}", "name": info.name} for v in variants],
+        models=[{"ref": f"{info.spec.model}/{v.version}", "name": info.name, **extra} for v in variants],
         variants=variants,
         routing=info.spec.routing,
         state=info.spec.state,
+        features=features,
     )
+
+
+def _check_named_inputs(features: EndpointFeatures, model: str, version: int, signature: Any, *, field: str) -> None:
+    """A version served with a feature service takes named inputs (a DataFrame signature): the looked-up
+    features and the request-time fields are matched to them by name."""
+    if isinstance(signature, dict):  # a version row's column: {} when the version has no signature
+        signature = Signature.model_validate(signature) if signature else None
+    if signature is None or signature.kind == "ndarray":
+        raise InvalidInputError(
+            f"{field}: model {model!r} version {version} takes one unnamed tensor, so it cannot look its inputs up "
+            f"from feature service {features.service!r}: log it with a DataFrame input example (column names = "
+            "feature names)",
+            field=field,
+        )
 
 
 class Deployments:
@@ -241,6 +260,7 @@ class Deployments:
                 "strategy": spec.strategy,
                 "state": spec.state,
                 "variants": [v.model_dump(mode="json") for v in spec.variants],
+                **({"features": spec.features.model_dump(mode="json")} if spec.features is not None else {}),
             },
         )
 
@@ -293,11 +313,21 @@ class Deployments:
         gate: GateConfig | None = None,
         routing: RoutingConfig | None = None,
         retention_seconds: float = 600.0,
+        features: EndpointFeatures | str | None = None,
         actor: str = "local",
         reason: str = "",
     ) -> DeploymentInfo:
-        """A new endpoint serving ``model`` version ``version`` to all traffic; ``champion`` points at it."""
+        """A new endpoint serving ``model`` version ``version`` to all traffic; ``champion`` points at it.
+
+        With ``features`` (an :class:`EndpointFeatures`, or a feature service's name in project ``default``),
+        callers send entity keys and every version of the endpoint looks its inputs up from that service; it
+        must be registered (``mlpilot features apply``) and the version must take named inputs.
+        """
         check_deployment_name(name)
+        if isinstance(features, str):
+            features = EndpointFeatures(service=features)
+        if features is not None:
+            self._check_feature_service(features)
         spec = DeploymentSpec(
             model=model,
             variants=[Variant(version=version, role="primary", weight=100)],
@@ -307,11 +337,14 @@ class Deployments:
             routing=routing or RoutingConfig(),
             retention_seconds=retention_seconds,
             message=f"serving v{version}",
+            features=features,
         )
         with self._write() as session:
             if session.scalars(select(Deployment.id).where(Deployment.name == name)).first() is not None:
                 raise AlreadyExistsError(f"a deployment named {name!r} exists already", field="name")
-            self._version_row(session, model, version)
+            _, version_row = self._version_row(session, model, version)
+            if features is not None:
+                _check_named_inputs(features, model, version, version_row.signature, field="features")
             now = self.clock()
             row = Deployment(
                 name=name, model_name=model, revision=0, spec={}, created_at=now, updated_at=now, updated_by=actor
@@ -321,6 +354,20 @@ class Deployments:
             self._save(session, row, spec, action="created", actor=actor, reason=reason, now=now)
             self._point_champion(session, model, version, actor)
             return _info(row)
+
+    def _check_feature_service(self, features: EndpointFeatures) -> None:
+        """``features.service`` is a feature service registered in ``features.project``."""
+        from mlpilot.features.store_registry import StoreFeatureRegistry
+
+        registered = StoreFeatureRegistry(self.store, project=features.project).load_specs()
+        services = sorted(str(s.get("name")) for s in registered.specs if s.get("kind") == "feature_service")
+        if features.service not in services:
+            known = f"known: {', '.join(services)}" if services else "none registered: run `mlpilot features apply`"
+            raise InvalidInputError(
+                f"features.service: feature registry project {features.project!r} has no feature service "
+                f"{features.service!r} ({known})",
+                field="features.service",
+            )
 
     def delete(self, name: str, *, actor: str = "local", reason: str = "") -> None:
         """Remove a deployment, its history and statistics (the audit trail keeps the record)."""
@@ -361,6 +408,10 @@ class Deployments:
         """
         info = self.get(name)
         start(info.spec, info.revision, self.clock())
+        if info.spec.features is not None:
+            # Not a gate check: a version that takes no named inputs cannot answer this endpoint's callers at all.
+            candidate = self.registry.get_model_version(info.spec.model, version)
+            _check_named_inputs(info.spec.features, info.spec.model, version, candidate.signature, field="version")
         if skip_gate:
             return info.revision
         report = self.check_gate(name, version, holdout=holdout)

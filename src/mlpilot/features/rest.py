@@ -61,10 +61,9 @@ class RestFeatureStore:
         doc = self.transport.request("PUT", REGISTRY_PATH, json=body)
         return int(doc["version"])
 
-    def history(self, *, limit: int = 100) -> list[RegistryVersion]:
-        docs = self.transport.request(
-            "GET", f"{REGISTRY_PATH}/history", params={"project": self.project, "limit": limit}
-        )
+    def history(self, *, limit: int = 100, project: str | None = None) -> list[RegistryVersion]:
+        chosen = check_project(project) if project is not None else self.project
+        docs = self.transport.request("GET", f"{REGISTRY_PATH}/history", params={"project": chosen, "limit": limit})
         return [RegistryVersion(**doc) for doc in docs]
 
     def get_online_features(

@@ -20,6 +20,7 @@ from mlpilot.deploy import (
     AnalysisReport,
     CanaryConfig,
     DeploymentInfo,
+    EndpointFeatures,
     GateConfig,
     Outcome,
     RevisionInfo,
@@ -67,9 +68,12 @@ class RestDeployments:
         gate: GateConfig | None = None,
         routing: RoutingConfig | None = None,
         retention_seconds: float = 600.0,
+        features: EndpointFeatures | str | None = None,
         actor: str = "local",
         reason: str = "",
     ) -> DeploymentInfo:
+        if isinstance(features, str):
+            features = EndpointFeatures(service=features)
         body = {
             "name": name,
             "model": model,
@@ -79,6 +83,7 @@ class RestDeployments:
             "gate": _dump(gate),
             "routing": _dump(routing),
             "retention_seconds": retention_seconds,
+            "features": _dump(features),
             "reason": reason,
         }
         return self._info("POST", _API, body)

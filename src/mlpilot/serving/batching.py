@@ -17,7 +17,8 @@ run.
 
 Mirrored (shadow) requests do not queue here: :meth:`Batcher.submit` hands them to the server's
 :class:`~mlpilot.serving.shadow.ShadowLane`, which runs them only while no batcher has live work, and every
-batcher tells the lane when it gets work and when it is idle again.
+batcher tells the lane when it gets work and when it is idle again. A live batch that would start while a shadow
+call runs waits for it to end, for at most the lane's ``live_grace_ms`` from the call's start.
 """
 
 from __future__ import annotations
@@ -250,6 +251,15 @@ class Batcher:
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
+            if self._lane is not None:
+                pause = self._lane.live_pause(now)
+                if pause > 0:
+                    # A shadow call is under way: two model calls fighting over the GIL and the cores slow each
+                    # other down far more than a short wait for it to end costs (bounded by the lane's grace).
+                    self._lane.wake_after_call(self._schedule)
+                    if self._timer is None:
+                        self._timer = loop.call_later(pause, self._on_timer)
+                    break
             batch = self._take(now)
             if batch:
                 self._start(loop, batch, now)

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlpilot.errors import ConfigError, InvalidInputError
 from mlpilot.serving.batching import BatchSettings
@@ -123,9 +123,17 @@ class ShadowConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_queue: int = Field(default=64, ge=1, le=1_000_000)
-    max_batch_rows: int = Field(default=16, ge=1, le=1_000_000)
+    max_queue: int = Field(default=256, ge=1, le=1_000_000)
+    max_batch_rows: int = Field(default=64, ge=1, le=1_000_000)
+    max_wait_ms: float = Field(default=200.0, ge=0, le=600_000)
     deadline_ms: float = Field(default=1000.0, gt=0, le=600_000)
+    live_grace_ms: float = Field(default=5.0, ge=0, le=60_000)
+
+    @model_validator(mode="after")
+    def _wait_within_deadline(self) -> ShadowConfig:
+        if self.max_wait_ms >= self.deadline_ms:
+            raise ValueError(f"max_wait_ms ({self.max_wait_ms:g}) must be below deadline_ms ({self.deadline_ms:g})")
+        return self
 
     def settings(self) -> ShadowSettings:
         return ShadowSettings(**self.model_dump())

@@ -23,7 +23,11 @@ a null (NaN for float inputs); if it cannot predict with it, the answer is a 422
 Binary tensors and CSV are refused with a 400: entity keys travel as JSON.
 
 Definitions come from a :data:`FeatureSpecs` provider, called at start-up and when the serving config changes,
-never on a request. :class:`~mlpilot.serving.RegistrySource` is one when given the feature registry::
+never on a request. When a :data:`FeatureVersion` provider is given too, the server's refresh loop asks it for
+the registered definitions version of each project in use (a small read: no definitions) and, when a new
+``mlpilot features apply`` landed, builds the affected lookups from the new definitions next to the old ones
+and swaps them in with one assignment: a request holds either the old lookup or the new one, never fails for
+the swap. :class:`~mlpilot.serving.RegistrySource` is both when given the feature registry::
 
     >>> source = RegistrySource(client.registry, client.artifacts, features=client.features)  # doctest: +SKIP
     >>> ModelServer(config, source).load().run()  # doctest: +SKIP
@@ -53,12 +57,22 @@ if TYPE_CHECKING:
     from mlpilot.serving.metrics import ServingMetrics
     from mlpilot.serving.repository import ModelRepository
 
-__all__ = ["FeatureEndpoint", "FeatureRequest", "FeatureSpecs", "LookedUp", "ServingFeatures", "parse_request"]
+__all__ = [
+    "FeatureEndpoint",
+    "FeatureRequest",
+    "FeatureSpecs",
+    "FeatureVersion",
+    "LookedUp",
+    "ServingFeatures",
+    "parse_request",
+]
 
 logger = logging.getLogger("mlpilot.serving")
 
 #: Returns the registered feature definitions (specs, as ``load_specs().specs``) of a registry project.
 FeatureSpecs = Callable[[str], Sequence[Mapping[str, Any]]]
+#: Returns the version of the feature definitions registered in a project (0: none yet), cheaply.
+FeatureVersion = Callable[[str], int]
 
 _ABSENT = object()
 _EXAMPLES = 5
@@ -442,20 +456,35 @@ class FeatureEndpoint:
 
 class ServingFeatures:
     """The feature lookups of one model server: built from :class:`FeaturesConfig` entries at start-up and on
-    config changes (blocking), found by served model name on a request (a dictionary lookup).
+    config changes (blocking), rebuilt by :meth:`refresh` when the registered definitions change, found by
+    served model name on a request (a dictionary lookup).
 
-    ``specs`` provides the registered definitions; ``online_url`` is the online store of configs that name
-    none (default: the ``features_online_url`` setting, else the embedded SQLite store).
+    ``specs`` provides the registered definitions and ``version`` (optional) their version; ``online_url`` is
+    the online store of configs that name none (default: the ``features_online_url`` setting, else the
+    embedded SQLite store).
     """
 
-    def __init__(self, specs: FeatureSpecs | None, *, online_url: str | None, metrics: ServingMetrics) -> None:
+    def __init__(
+        self,
+        specs: FeatureSpecs | None,
+        *,
+        online_url: str | None,
+        metrics: ServingMetrics,
+        version: FeatureVersion | None = None,
+    ) -> None:
         self._specs = specs
+        self._version = version
         self._online_url = online_url
         self._metrics = metrics
         self._endpoints: dict[FeaturesConfig, FeatureEndpoint] = {}
+        #: the definitions version each endpoint was built from (None: unknown)
+        self._built: dict[FeaturesConfig, int | None] = {}
+        #: endpoints swapped out by the last refresh, closed by the next one (requests may still hold them)
+        self._retired: list[FeatureEndpoint] = []
         self._stores: dict[str, OnlineStore] = {}
         self._by_name: dict[str, FeatureEndpoint] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def get(self, name: str) -> FeatureEndpoint | None:
         """The endpoint features of served model ``name``, if it has any."""
@@ -464,6 +493,11 @@ class ServingFeatures:
     @property
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+    def built_version(self, config: FeaturesConfig) -> int | None:
+        """The definitions version the lookup of ``config`` was built from (None: unknown or not built)."""
+        with self._lock:
+            return self._built.get(config)
 
     def prepare(self, config: ServeConfig) -> None:
         """Build the lookup of every feature service ``config`` names (reusing built ones). Raises
@@ -479,7 +513,28 @@ class ServingFeatures:
             found = self._endpoints.get(fc)
         if found is not None:
             return found
-        where = f"model {model.ref!r}, project {fc.project!r}"
+        # The version is read before the definitions: an apply landing in between costs one extra rebuild
+        # on the next refresh, never a lookup left on old definitions.
+        version = self._registered_version(fc.project)
+        endpoint = self._build(fc, f"model {model.ref!r}, project {fc.project!r}")
+        with self._lock:
+            kept = self._endpoints.setdefault(fc, endpoint)
+            if kept is endpoint:
+                self._built[fc] = version
+        if kept is not endpoint:
+            endpoint.lookup.close()
+        return kept
+
+    def _registered_version(self, project: str) -> int | None:
+        if self._version is None:
+            return None
+        try:
+            return self._version(project)
+        except Exception as exc:  # only an optimisation at build time: refresh() retries
+            logger.warning("feature definitions of project %r: cannot read their version: %s", project, exc)
+            return None
+
+    def _build(self, fc: FeaturesConfig, where: str) -> FeatureEndpoint:
         if self._specs is None:
             raise ConfigError(
                 f"{where}: features: this server has no feature registry to read service {fc.service!r} from "
@@ -500,10 +555,71 @@ class ServingFeatures:
             lookup = FeatureLookup.from_specs(specs, fc.service, store=store)
         except InvalidInputError as exc:
             raise ConfigError(f"{where}: features.service: {exc.message}", key="features.service") from exc
-        endpoint = FeatureEndpoint(fc, lookup, self._metrics)
+        return FeatureEndpoint(fc, lookup, self._metrics)
+
+    def refresh(self) -> list[FeaturesConfig]:
+        """Rebuild the lookups whose project registered a new definitions version since they were built, and
+        swap them in at once; returns the configs rebuilt (blocking: run it off the event loop).
+
+        The version check is one small read per project in use. New lookups are built next to the serving
+        ones, then every served name moves to its new lookup in one assignment; requests that hold the old one
+        finish on it (it is closed by the next refresh). Definitions that cannot serve a config (its service
+        was removed, say) are logged and the current lookup stays.
+        """
+        if self._version is None or self._closed:
+            return []
         with self._lock:
-            self._endpoints.setdefault(fc, endpoint)
-            return self._endpoints[fc]
+            retired, self._retired = self._retired, []
+            built = dict(self._built)
+        for done in retired:
+            done.lookup.close()
+        versions: dict[str, int] = {}
+        for project in sorted({fc.project for fc in built}):
+            try:
+                versions[project] = self._version(project)
+            except Exception as exc:  # the registry may be unreachable: keep serving, ask again next time
+                logger.warning("feature definitions of project %r: cannot read their version: %s", project, exc)
+        fresh: dict[FeaturesConfig, tuple[FeatureEndpoint, int]] = {}
+        for fc, had in built.items():
+            now = versions.get(fc.project)
+            if now is None or now == had:
+                continue
+            where = f"feature service {fc.service!r}, project {fc.project!r}, definitions version {now}"
+            try:
+                fresh[fc] = (self._build(fc, where), now)
+            except MlpilotError as exc:
+                logger.error("%s cannot be served, keeping the current lookup: %s", where, exc.message)
+                with self._lock:  # not retried until the next apply
+                    if fc in self._built:
+                        self._built[fc] = now
+        if not fresh:
+            return []
+        moved: dict[int, FeatureEndpoint] = {}
+        unused: list[FeatureEndpoint] = []
+        with self._lock:
+            for fc, (endpoint, version) in fresh.items():
+                old = self._endpoints.get(fc)
+                if old is None:  # the server closed meanwhile
+                    unused.append(endpoint)
+                    continue
+                self._endpoints[fc] = endpoint
+                self._built[fc] = version
+                self._retired.append(old)
+                moved[id(old)] = endpoint
+            self._by_name = {name: moved.get(id(e), e) for name, e in self._by_name.items()}
+        for endpoint in unused:
+            endpoint.lookup.close()
+        if self._closed:  # the server shut down while these were built: their store is not ours to keep
+            self.close()
+        swapped = [fc for fc in fresh if all(e.config != fc for e in unused)]
+        for fc in swapped:
+            logger.info(
+                "feature service %r (project %r): now serving definitions version %s",
+                fc.service,
+                fc.project,
+                fresh[fc][1],
+            )
+        return swapped
 
     def _store(self, fc: FeaturesConfig, where: str) -> OnlineStore:
         from mlpilot.features.online import open_online_store
@@ -540,7 +656,7 @@ class ServingFeatures:
         logged and the affected requests fail with a message saying why (after a live config change).
         """
         named = {(m.ref, m.name) for m in config.models if m.name is not None}
-        by_name: dict[str, FeatureEndpoint | None] = {}
+        wanted: dict[str, FeaturesConfig | None] = {}
         problems: list[str] = []
         for item in repository.describe():
             name = item["name"]
@@ -549,11 +665,11 @@ class ServingFeatures:
                     continue
                 if mc.name is None and (mc.ref, name) in named:
                     continue
-                endpoint = self._endpoints.get(mc.features) if mc.features is not None else None
-                if name in by_name and by_name[name] is not endpoint:
+                if name in wanted and wanted[name] != mc.features:
                     problems.append(f"model {name!r}: its references declare different features")
-                by_name[name] = endpoint
-        for name, endpoint in by_name.items():
+                wanted[name] = mc.features
+        for name, fc in wanted.items():
+            endpoint = self._endpoint(fc)
             if endpoint is None:
                 continue
             for version in repository.versions(name):
@@ -564,14 +680,24 @@ class ServingFeatures:
             raise ConfigError("; ".join(problems), key="features")
         for problem in problems:
             logger.error("%s", problem)
-        self._by_name = {name: e for name, e in by_name.items() if e is not None}
+        # Read under the lock: a refresh swapping lookups meanwhile is seen, never undone.
+        with self._lock:
+            found = {name: self._endpoints.get(fc) if fc is not None else None for name, fc in wanted.items()}
+            self._by_name = {name: e for name, e in found.items() if e is not None}
+
+    def _endpoint(self, fc: FeaturesConfig | None) -> FeatureEndpoint | None:
+        if fc is None:
+            return None
+        with self._lock:
+            return self._endpoints.get(fc)
 
     def close(self) -> None:
         """Stop every lookup and close the online stores this server opened."""
         with self._lock:
-            endpoints, self._endpoints = list(self._endpoints.values()), {}
+            self._closed = True
+            endpoints, self._endpoints = [*self._endpoints.values(), *self._retired], {}
             stores, self._stores = list(self._stores.values()), {}
-            self._by_name = {}
+            self._by_name, self._built, self._retired = {}, {}, []
         for endpoint in endpoints:
             endpoint.lookup.close()
         for store in stores:

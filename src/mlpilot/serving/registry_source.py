@@ -11,7 +11,8 @@ and loads it with :func:`mlpilot.registry.load_model`.
 
 With ``features=`` (the feature registry: ``client.features``, local or remote) it also provides the
 registered feature definitions that endpoints declaring a feature service look their inputs up with
-(:mod:`mlpilot.serving.features`); the server reads them at start-up, never on a request.
+(:mod:`mlpilot.serving.features`); the server reads them at start-up, never on a request, and asks
+:meth:`RegistrySource.feature_version` (one small read) on its refresh loop to pick up a new apply.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mlpilot.serving.source import Predictor, ResolvedModel
 if TYPE_CHECKING:
     from mlpilot.artifacts import ArtifactStore
     from mlpilot.features.registry import RegisteredSpecs
+    from mlpilot.features.store_registry import RegistryVersion
     from mlpilot.registry import ModelVersionInfo, RegistryBackend
 
 __all__ = ["FeatureRegistry", "RegistrySource"]
@@ -35,6 +37,8 @@ class FeatureRegistry(Protocol):
     """Where registered feature definitions are read from: ``FeatureStoreService`` and ``RestFeatureStore``."""
 
     def load_specs(self, version: int | None = None, *, project: str | None = None) -> RegisteredSpecs: ...
+
+    def history(self, *, limit: int = 100, project: str | None = None) -> list[RegistryVersion]: ...
 
 
 class RegistrySource:
@@ -88,3 +92,11 @@ class RegistrySource:
                 key="features",
             )
         return tuple(self.features.load_specs(project=project).specs)
+
+    def feature_version(self, project: str) -> int:
+        """The version of the feature definitions registered in ``project`` now (0: none), without the
+        definitions themselves: what a server checks on its refresh loop."""
+        if self.features is None:
+            raise ConfigError("features: this model source has no feature registry", key="features")
+        latest = self.features.history(limit=1, project=project)
+        return latest[0].version if latest else 0

@@ -74,7 +74,9 @@ class ModelServer:
     Models whose config declares ``features`` look their inputs up from a feature service
     (:mod:`mlpilot.serving.features`): ``feature_specs`` provides the registered definitions (by default the
     source's own ``feature_specs``, as :class:`~mlpilot.serving.RegistrySource` has when given ``features=``)
-    and ``features_online_url`` is the online store of configs that name none.
+    and ``features_online_url`` is the online store of configs that name none. With the source's
+    ``feature_version`` (``RegistrySource`` has one), the refresh loop rebuilds lookups when new definitions
+    are applied.
     """
 
     def __init__(
@@ -104,6 +106,7 @@ class ModelServer:
             feature_specs or getattr(source, "feature_specs", None),
             online_url=features_online_url,
             metrics=self.metrics,
+            version=None if feature_specs is not None else getattr(source, "feature_version", None),
         )
         url = config.log.url or (str(log_url) if log_url is not None else None)
         self.predlog: PredictionLog | None = None
@@ -218,6 +221,7 @@ class ModelServer:
             try:
                 await self._reload_config()
                 await self.repository.refresh()
+                await asyncio.to_thread(self.features.refresh)
             except Exception:  # a refresh must never stop the server; the next one tries again
                 logger.exception("refreshing the served models failed")
 

@@ -6,16 +6,24 @@ caller has its answer. It marks a mirrored request by putting a :class:`ShadowTi
 can set it, so a caller can neither jump a queue nor push anyone else down one. The model server sends marked
 requests to this lane instead of their model's batcher:
 
-- **Own worker thread.** Shadow batches run in one dedicated thread, never in the inference threads that live
-  batches use, so a live batch never waits for a thread held by shadow work.
+- **Own worker thread.** Shadow calls run in one dedicated thread, never in the inference threads that live
+  batches use: a slow or hung candidate can hold up shadow work only.
 - **Live first.** A shadow batch starts only when no live batch is queued or running anywhere in the server, and
   one pass of the event loop after the last one finished, so that the live response is written first. A live
-  request that arrives while a shadow batch runs shares the cores with it for one batch at most.
-- **Short batches.** At most ``max_batch_rows`` rows of one model version per batch (a single larger request runs
-  alone).
+  batch that would start while a shadow call runs waits for that call to end, but never longer than
+  ``live_grace_ms`` after the call started (then it runs alongside): two model calls fighting over the GIL and
+  the cores slow each other down far more than a short wait costs (measured in ``bench/rollout_shadow.py``). The
+  answers of a finished shadow batch are handed out one per pass of the event loop, so that encoding them never
+  holds up a live request for more than one response's worth of work.
+- **Few, short batches.** A model call costs about the same for 1 row as for 64 (scikit-learn: 0.2 ms for a
+  logistic regression, 2 ms for 200 boosted trees, either way), and every shadow call is a window in which a live
+  request may arrive and share the cores and the GIL with it. So mirrored requests wait for company: a batch
+  starts once ``max_batch_rows`` rows of one model version are waiting or the oldest has waited ``max_wait_ms``,
+  whichever comes first, which makes the windows rare; and never holds more than ``max_batch_rows`` rows (a single
+  larger request runs alone), which keeps each one short.
 - **Shed, never queued without bound.** A request beyond ``max_queue`` waiting ones, or one that waited longer
   than ``deadline_ms`` (live traffic left no room), is answered 503 at once and counted in
-  ``mlpilot_serve_shadow_skipped_total`` by reason (``full``, ``stale``, ``closed``). The router counts such a
+  ``mlpilot_serve_shadow_skipped_requests_total`` by reason (``full``, ``stale``, ``closed``). The router counts such a
   request as *skipped* in the shadow report, never as an error of the candidate.
 
 The time a request waited here is written back on its ticket: the router subtracts it, so the report compares
@@ -30,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -63,21 +72,27 @@ class ShadowSettings:
     """Knobs of the shadow lane (``[serve.shadow]`` in a serving config).
 
     >>> ShadowSettings(max_queue=16).max_batch_rows
-    16
+    64
     """
 
     #: mirrored requests waiting at most; beyond it new ones are skipped
-    max_queue: int = 64
+    max_queue: int = 256
     #: most rows in one shadow batch (a single larger request still runs, alone)
-    max_batch_rows: int = 16
+    max_batch_rows: int = 64
+    #: how long a shadow batch waits for company, from its oldest request's arrival (fewer, fuller batches)
+    max_wait_ms: float = 200.0
     #: a mirrored request still waiting after this long is skipped
     deadline_ms: float = 1000.0
+    #: a live batch waits for a running shadow call to end, at most until this long after the call started
+    live_grace_ms: float = 5.0
 
     def __post_init__(self) -> None:
         checks = {
             "max_queue": self.max_queue >= 1,
             "max_batch_rows": self.max_batch_rows >= 1,
             "deadline_ms": 0 < self.deadline_ms <= 600_000,
+            "max_wait_ms": 0 <= self.max_wait_ms < self.deadline_ms,
+            "live_grace_ms": 0 <= self.live_grace_ms <= 60_000,
         }
         for key, ok in checks.items():
             if not ok:
@@ -116,12 +131,16 @@ class ShadowLane:
         self.settings = settings or ShadowSettings()
         self._skipped = metrics.shadow_skipped
         self._queue: deque[_Job] = deque()
+        self._rows = 0
         self._live = 0
         self._running = False
+        self._call_started: float | None = None
+        self._after_call: set[Callable[[], None]] = set()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_pending = False
-        self._sweep: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
         self._executor = ThreadPoolExecutor(
@@ -141,6 +160,17 @@ class ShadowLane:
         self._live -= 1
         if not self._live and self._queue:
             self._schedule()
+
+    def live_pause(self, now: float) -> float:
+        """Seconds a live batch about to start should wait for the running shadow call to end (0: start now)."""
+        started = self._call_started
+        if started is None:
+            return 0.0
+        return max(0.0, started + self.settings.live_grace_ms / 1000.0 - now)
+
+    def wake_after_call(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (a live batcher's dispatch) when the running shadow call ends."""
+        self._after_call.add(callback)
 
     @property
     def queued(self) -> int:
@@ -163,6 +193,7 @@ class ShadowLane:
             loop = self._loop = asyncio.get_running_loop()
         future: asyncio.Future[Outputs] = loop.create_future()
         self._queue.append(_Job(batcher, columns, rows, outputs, ticket, future, loop.time()))
+        self._rows += rows
         self._idle.clear()
         self._schedule()
         return future
@@ -181,8 +212,8 @@ class ShadowLane:
         self._tick_pending = False
         self._dispatch()
 
-    def _on_sweep(self) -> None:
-        self._sweep = None
+    def _on_timer(self) -> None:
+        self._timer = None
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -190,25 +221,41 @@ class ShadowLane:
         assert loop is not None
         now = loop.time()
         self._shed_stale(now)
-        if self._queue and not self._running and not self._live:
-            self._start(loop, self._take(), now)
-        if self._queue:
-            # Live traffic or a long batch leaves no room: skip the oldest request when its deadline passes, so
-            # that whoever mirrored it gets its answer (and memory its bound) without waiting for the lane.
-            if self._sweep is None:
-                delay = self._queue[0].arrived + self.settings.deadline_ms / 1000.0 - now
-                self._sweep = loop.call_later(max(delay, 0.0), self._on_sweep)
-        elif self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
+        queue = self._queue
+        if queue and not self._running and not self._live:
+            waited = now - queue[0].arrived
+            if self._rows >= self.settings.max_batch_rows or waited >= self.settings.max_wait_ms / 1000.0:
+                self._start(loop, self._take(), now)
+        self._arm(loop, now)
         if not self._queue and not self._running:
             self._idle.set()
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        """Wake up when the oldest request has waited long enough for company, then when its deadline passes:
+        if live traffic or a long batch leaves no room, it is skipped then, so that whoever mirrored it gets its
+        answer (and memory its bound) without waiting for the lane."""
+        if not self._queue:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            return
+        oldest = self._queue[0].arrived
+        wake = oldest + self.settings.max_wait_ms / 1000.0
+        if wake <= now:
+            wake = oldest + self.settings.deadline_ms / 1000.0
+        if self._timer is not None:
+            if self._timer_at == wake:
+                return
+            self._timer.cancel()
+        self._timer_at = wake
+        self._timer = loop.call_later(max(wake - now, 0.0), self._on_timer)
 
     def _shed_stale(self, now: float) -> None:
         deadline = self.settings.deadline_ms / 1000.0
         queue = self._queue
         while queue and (queue[0].future.done() or now - queue[0].arrived >= deadline):
             job = queue.popleft()
+            self._rows -= job.rows
             if not job.future.done():  # else the caller went away
                 name = job.batcher.model.name
                 job.future.set_exception(
@@ -218,6 +265,7 @@ class ShadowLane:
     def _take(self) -> list[_Job]:
         """The oldest request and, up to ``max_batch_rows`` rows, later ones for the same model version."""
         first = self._queue.popleft()
+        self._rows -= first.rows
         batch = [first]
         rows = first.rows
         limit = self.settings.max_batch_rows
@@ -227,6 +275,7 @@ class ShadowLane:
                 if job.batcher is first.batcher and rows + job.rows <= limit and not job.future.done():
                     batch.append(job)
                     rows += job.rows
+                    self._rows -= job.rows
                 else:
                     rest.append(job)
             self._queue = rest
@@ -248,28 +297,42 @@ class ShadowLane:
                     job.future.set_exception(self._skip(model.name, "closed", "the server is shutting down"))
             return
         self._running = True
+        self._call_started = now
         started = time.perf_counter()
         fut.add_done_callback(lambda f: self._finish(batch, started, f.exception() or f.result()))
 
     def _finish(self, batch: list[_Job], started: float, results: list[Outputs | MlpilotError] | BaseException) -> None:
         elapsed = time.perf_counter() - started
-        self._running = False
+        self._call_started = None
+        waiting, self._after_call = self._after_call, set()
+        for wake in waiting:
+            wake()
         metrics = batch[0].batcher.metrics
         metrics.inference.observe(elapsed)
         metrics.batch_rows.observe(sum(job.rows for job in batch))
         metrics.batch_requests.observe(len(batch))
-        if isinstance(results, BaseException):
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(results)
-        else:
-            for job, result in zip(batch, results, strict=True):
-                if job.future.done():
-                    continue
-                if isinstance(result, MlpilotError):
-                    job.future.set_exception(result)
-                else:
-                    job.future.set_result(result)
+        outcomes: list[Outputs | BaseException]
+        outcomes = [results] * len(batch) if isinstance(results, BaseException) else list(results)
+        assert self._loop is not None
+        self._deliver(deque(zip(batch, outcomes, strict=True)), self._loop.time())
+
+    def _deliver(self, pending: deque[tuple[_Job, Outputs | BaseException]], finished: float) -> None:
+        """Answer one request of a finished batch per pass of the event loop: each answer wakes a handler that
+        encodes a response, and a whole batch of them at once would hold up the live requests read meanwhile.
+        The batch counts as running until its last answer is out."""
+        loop = self._loop
+        assert loop is not None
+        job, outcome = pending.popleft()
+        if not job.future.done():
+            job.ticket.waited += loop.time() - finished
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+        if pending:
+            loop.call_soon(self._deliver, pending, finished)
+            return
+        self._running = False
         self._schedule()
         if not self._queue:
             self._idle.set()
@@ -285,8 +348,9 @@ class ShadowLane:
             job = self._queue.popleft()
             if not job.future.done():
                 job.future.set_exception(self._skip(job.batcher.model.name, "closed", "the server is shutting down"))
-        if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
+        self._rows = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._executor.shutdown(wait=True)
         self._idle.set()

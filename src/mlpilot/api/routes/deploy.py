@@ -20,6 +20,7 @@ from mlpilot.deploy import (
     AnalysisReport,
     CanaryConfig,
     DeploymentInfo,
+    EndpointFeatures,
     GateConfig,
     Outcome,
     RevisionInfo,
@@ -49,6 +50,8 @@ class CreateBody(_Body):
     gate: GateConfig | None = None
     routing: RoutingConfig | None = None
     retention_seconds: float = Field(default=600.0, ge=0)
+    #: the feature service callers' entity keys are looked up in
+    features: EndpointFeatures | None = None
     reason: str = Reason
 
 
@@ -114,6 +117,7 @@ def create(body: CreateBody, services: Svc, actor: Editor) -> DeploymentInfo:
         gate=body.gate,
         routing=body.routing,
         retention_seconds=body.retention_seconds,
+        features=body.features,
         actor=actor,
         reason=body.reason,
     )
