@@ -222,10 +222,16 @@ class ShadowLane:
         now = loop.time()
         self._shed_stale(now)
         queue = self._queue
-        if queue and not self._running and not self._live:
-            waited = now - queue[0].arrived
-            if self._rows >= self.settings.max_batch_rows or waited >= self.settings.max_wait_ms / 1000.0:
-                self._start(loop, self._take(), now)
+        # Compare ``now`` with the same sum that `_arm` armed the timer for: ``now - arrived >= wait`` can be false
+        # at ``now == arrived + wait`` in floating point, and the timer would then skip to the deadline.
+        due = queue[0].arrived + self.settings.max_wait_ms / 1000.0 if queue else 0.0
+        if (
+            queue
+            and not self._running
+            and not self._live
+            and (self._rows >= self.settings.max_batch_rows or now >= due)
+        ):
+            self._start(loop, self._take(), now)
         self._arm(loop, now)
         if not self._queue and not self._running:
             self._idle.set()
@@ -253,7 +259,7 @@ class ShadowLane:
     def _shed_stale(self, now: float) -> None:
         deadline = self.settings.deadline_ms / 1000.0
         queue = self._queue
-        while queue and (queue[0].future.done() or now - queue[0].arrived >= deadline):
+        while queue and (queue[0].future.done() or now >= queue[0].arrived + deadline):
             job = queue.popleft()
             self._rows -= job.rows
             if not job.future.done():  # else the caller went away
