@@ -1,4 +1,4 @@
-"""Shared fixtures: a metadata store per backend, an artifact store, service URLs.
+"""Shared fixtures: a metadata store per backend, an artifact store, service URLs, an S3 server (moto).
 
 Service-backed tests read their URLs from ``MLPILOT_TEST_PG_URL`` and ``MLPILOT_TEST_REDIS_URL``. They skip
 with a reason when a URL is unset or unreachable, except under ``MLPILOT_TEST_REQUIRE_SERVICES=1`` (CI), where
@@ -44,6 +44,59 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("MLPILOT_") and not key.startswith("MLPILOT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLPILOT_HOME", str(tmp_path / "mlpilot-home"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1, one per test session."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    pytest.importorskip("s3fs", reason="needs the s3 extra: pip install 'mlpilot[s3]'")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(url, timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("moto server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on :func:`s3_endpoint`, with test credentials in the usual AWS environment variables."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    return bucket
 
 
 @pytest.fixture(scope="session")

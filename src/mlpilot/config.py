@@ -13,6 +13,7 @@ Precedence: explicit keyword arguments, then environment variables, then the con
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlpilot.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "memory_size_bytes"]
 
 _ENV_PREFIX = "MLPILOT_"
 
@@ -49,8 +50,23 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     flush_interval: float = Field(default=0.5, gt=0, description="Seconds between background metric flushes.")
     sqlite_busy_timeout: float = Field(default=60.0, gt=0, description="Seconds SQLite waits on a lock.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible store (MinIO, …) for s3:// URLs; credentials and region come "
+        "from the usual AWS environment variables and config files.",
+    )
+    features_memory_limit: str = Field(
+        default="2GB",
+        description="Memory DuckDB may use for training sets and materialization before spilling to disk: "
+        "a size (512MB, 2GB, 1.5GiB) or a share of physical memory (25%).",
+    )
+    features_temp_directory: Path | None = Field(
+        default=None, description="Where DuckDB spills when over the memory limit (default under home)."
+    )
 
-    @field_validator("db_url", "artifact_url", "server_url", "predictions_url", "features_online_url")
+    @field_validator(
+        "db_url", "artifact_url", "server_url", "predictions_url", "features_online_url", "s3_endpoint_url"
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -62,6 +78,23 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("features_memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        match = _MEMORY.match(value)
+        if match is None or (match.group(2).upper() not in _SIZE_UNITS and match.group(2) != "%"):
+            raise ValueError("expected a size such as 512MB, 2GB or 1.5GiB, or a share of memory such as 25%")
+        if float(match.group(1)) <= 0 or (match.group(2) == "%" and float(match.group(1)) > 100):
+            raise ValueError("expected a positive size, or a share of memory up to 100%")
+        return value.strip()
+
     @property
     def resolved_db_url(self) -> str:
         """The metadata store URL, defaulting to SQLite under ``home``."""
@@ -71,6 +104,46 @@ class Settings(BaseSettings):
     def resolved_artifact_url(self) -> str:
         """The artifact store URL, defaulting to a folder under ``home``."""
         return self.artifact_url or str(self.home.resolve() / "artifacts")
+
+    @property
+    def resolved_features_temp_directory(self) -> Path:
+        """Where DuckDB spills, defaulting to ``<home>/tmp/duckdb``."""
+        return self.features_temp_directory or self.home.resolve() / "tmp" / "duckdb"
+
+    @property
+    def features_memory_limit_bytes(self) -> int:
+        """:attr:`features_memory_limit` in bytes (a share is taken of this machine's physical memory)."""
+        return memory_size_bytes(self.features_memory_limit)
+
+    def storage_options(self, url: str) -> dict[str, Any]:
+        """fsspec options for ``url``: the S3 endpoint for ``s3://`` URLs, nothing otherwise.
+
+        Credentials are deliberately not settings: s3fs (botocore) reads them from ``AWS_*`` variables,
+        ``~/.aws`` files or an instance role, so they never pass through mlpilot's own config or logs.
+        """
+        if url.startswith(("s3://", "s3a://")) and self.s3_endpoint_url:
+            return {"client_kwargs": {"endpoint_url": self.s3_endpoint_url}}
+        return {}
+
+
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_SIZE_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*|%)\s*$")
+
+
+def memory_size_bytes(value: str) -> int:
+    """Bytes of a size such as ``"2GB"``/``"1.5GiB"``, or of a share of physical memory such as ``"25%"``.
+
+    >>> memory_size_bytes("1.5KiB")
+    1536
+    """
+    match = _MEMORY.match(value)
+    if match is None or (match.group(2).upper() not in _SIZE_UNITS and match.group(2) != "%"):
+        raise ValueError(f"not a memory size: {value!r}")
+    if match.group(2) == "%":
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return int(physical * float(match.group(1)) / 100)
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
 def _config_file_values(overrides: dict[str, Any]) -> dict[str, Any]:

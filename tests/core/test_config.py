@@ -47,6 +47,11 @@ def test_config_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: p
         ("MLPILOT_SERVER_URL", "ftp://x"),
         ("MLPILOT_LOG_LEVEL", "loud"),
         ("MLPILOT_FLUSH_INTERVAL", "-1"),
+        ("MLPILOT_FEATURES_MEMORY_LIMIT", "lots"),
+        ("MLPILOT_FEATURES_MEMORY_LIMIT", "2XB"),
+        ("MLPILOT_FEATURES_MEMORY_LIMIT", "0MB"),
+        ("MLPILOT_FEATURES_MEMORY_LIMIT", "150%"),
+        ("MLPILOT_S3_ENDPOINT_URL", "minio:9000"),
     ],
 )
 def test_bad_values_name_the_key(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
@@ -68,3 +73,22 @@ def test_broken_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("MLPILOT_CONFIG", str(bad))
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings()
+
+
+def test_feature_memory_and_s3_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLPILOT_HOME", str(tmp_path / "h"))
+    s = load_settings()
+    assert s.features_memory_limit == "2GB"
+    assert s.features_memory_limit_bytes == 2 * 10**9
+    assert s.resolved_features_temp_directory == (tmp_path / "h").resolve() / "tmp" / "duckdb"
+    assert s.storage_options("s3://bucket/x") == {}
+    monkeypatch.setenv("MLPILOT_FEATURES_MEMORY_LIMIT", "1.5GiB")
+    monkeypatch.setenv("MLPILOT_FEATURES_TEMP_DIRECTORY", str(tmp_path / "spill"))
+    monkeypatch.setenv("MLPILOT_S3_ENDPOINT_URL", "http://127.0.0.1:9000")
+    s = load_settings()
+    assert s.features_memory_limit_bytes == 3 * 2**29
+    assert s.resolved_features_temp_directory == tmp_path / "spill"
+    assert s.storage_options("s3://bucket/x") == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}
+    assert s.storage_options("/local/folder") == {}
+    half = load_settings(features_memory_limit="50%").features_memory_limit_bytes
+    assert 0 < half < load_settings(features_memory_limit="100%").features_memory_limit_bytes

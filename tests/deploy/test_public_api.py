@@ -27,6 +27,8 @@ EXPECTED = {
     "GateReport",
     "Moments",
     "Outcome",
+    "PreviewCheck",
+    "PreviewVerification",
     "RevisionInfo",
     "RolloutData",
     "RouteTable",

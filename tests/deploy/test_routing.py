@@ -5,10 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import orjson
 import pytest
 
 from mlpilot.deploy import RouteTable, RoutingConfig, Variant
-from mlpilot.deploy.routing import bucket
+from mlpilot.deploy.routing import bucket, key_from_body
 
 
 def _table(canary: float, *, shadow: float = 0.0, salt: str = "") -> RouteTable:
@@ -73,3 +74,49 @@ def test_buckets_do_not_depend_on_the_process() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "12345"}
     )
     assert out.stdout.strip() == str(here)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        # top level: /v1's entity_id
+        ({"instances": [[1, 2]], "entity_id": "c-42"}, "c-42"),
+        ({"instances": [[1, 2], [3, 4]], "entity_id": ["c-1", "c-2"]}, "c-1"),  # one per row: the first row's
+        # request parameters: OIP v2's parameters, /invocations' params
+        ({"inputs": [], "parameters": {"customer_id": "c-7"}}, "c-7"),
+        ({"dataframe_split": {"columns": ["a"], "data": [[1]]}, "params": {"customer_id": 7}}, "7"),
+        # the first row's column
+        ({"instances": [{"customer_id": 42, "tenure": 3}, {"customer_id": 43, "tenure": 1}]}, "42"),
+        ({"dataframe_records": [{"tenure": 3, "customer_id": "c-9"}]}, "c-9"),
+        ({"inputs": {"customer_id": [11.0, 12.0], "tenure": [1, 2]}}, "11"),  # columns; 11.0 is the key 11
+        ({"dataframe_split": {"columns": ["tenure", "customer_id"], "data": [[3, "c-5"], [1, "c-6"]]}}, "c-5"),
+        (
+            {
+                "inputs": [
+                    {"name": "tenure", "datatype": "INT64", "shape": [1], "data": [3]},
+                    {"name": "customer_id", "datatype": "BYTES", "shape": [1, 1], "data": [["c-3"]]},
+                ]
+            },
+            "c-3",
+        ),
+        # the top level wins over a row's column
+        ({"instances": [{"customer_id": 1}], "customer_id": "top"}, "top"),
+        # nothing usable: the router falls back to the request id
+        ({"instances": [[1, 2]]}, None),
+        ({"instances": [{"customer_id": True}]}, None),
+        ({"instances": [{"customer_id": 0.5}]}, None),
+        ({"customer_id": ""}, None),
+        ({"customer_id": {"nested": 1}}, None),
+        ({"inputs": [{"name": "tenure", "datatype": "INT64", "shape": [1], "data": [3]}]}, None),
+        ({"dataframe_split": {"columns": ["customer_id"], "data": []}}, None),
+        ([{"customer_id": "c-1"}], None),
+    ],
+)
+def test_key_field_is_found_where_each_protocol_carries_it(body: object, key: str | None) -> None:
+    field = "entity_id" if "entity_id" in str(body) else "customer_id"
+    assert key_from_body(orjson.dumps(body), field) == key
+
+
+def test_key_field_tolerates_bodies_that_are_not_json_and_cuts_long_keys() -> None:
+    assert key_from_body(b"\x00\x01 not json", "customer_id") is None
+    assert key_from_body(orjson.dumps({"customer_id": "x" * 1000}), "customer_id") == "x" * 256

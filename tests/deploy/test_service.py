@@ -87,7 +87,7 @@ def test_rollback_after_promotion_restores_the_old_primary_and_champion(
     churn: Deployments, registry: RegistryService
 ) -> None:
     churn.start_blue_green("churn", 2)
-    churn.promote("churn", reason="preview looked fine")
+    churn.promote("churn", reason="preview looked fine", force=True)
     assert registry.get_model("churn").aliases == {"champion": 2}
     info = churn.rollback("churn", reason="conversion dropped")
     assert [(v.version, v.role, v.weight) for v in info.spec.variants] == [(1, "primary", 100.0)]
@@ -99,7 +99,7 @@ def test_rollback_after_promotion_restores_the_old_primary_and_champion(
 
 def test_rollback_is_one_transaction(churn: Deployments, store: Store, registry: RegistryService) -> None:
     churn.start_blue_green("churn", 2)
-    churn.promote("churn")
+    churn.promote("churn", reason="no data plane in this test", force=True)
     # Make the champion move fail inside the rollback: the version it points back to disappears.
     registry.delete_alias("churn", "champion")
     registry.delete_model_version("churn", 1)
@@ -134,7 +134,7 @@ def test_rollouts_need_a_stable_deployment_and_a_new_version(churn: Deployments)
 
 def test_standby_is_released_after_the_retention_window(churn: Deployments, clock: FakeClock) -> None:
     churn.start_blue_green("churn", 2, retention_seconds=300)
-    churn.promote("churn")
+    churn.promote("churn", reason="no data plane in this test", force=True)
     assert reconcile(churn, "churn").action == "none"
     clock.advance(301)
     outcome = reconcile(churn, "churn")

@@ -71,3 +71,59 @@ def test_keys_are_canonical() -> None:
         encode_key([True], ["cid"])
     with pytest.raises(InvalidInputError, match="integers or strings"):
         encode_key([None])
+
+
+FIXED = {k: v for k, v in ALL.items() if v != "string"}
+
+
+def _row_by_row(codec: PayloadCodec, payloads: list[bytes | None], positions: list[int]) -> list[list[Any]]:
+    decoded = [None if p is None else codec.decode(p) for p in payloads]
+    return [[None if values is None else values[at] for values in decoded] for at in positions]
+
+
+def _sample_values(features: dict[str, str], seed: int) -> list[Any]:
+    samples = {
+        "bool": [True, False],
+        "int8": [-5, 7],
+        "int16": [300, -2],
+        "int32": [-70000, 5],
+        "int64": [2**62, -1],
+        "float32": [0.5, -2.25],
+        "float64": [1e300, float("inf")],
+        "string": ["héllo", ""],
+        "timestamp": [1_704_067_200_000_000, -1],
+        "date": [19_723, 0],
+    }
+    return [samples[dtype][(seed + i) % 2] for i, dtype in enumerate(features.values())]
+
+
+@pytest.mark.parametrize("features", [FIXED, ALL, {"x": "float64"}], ids=["fixed", "with-strings", "one"])
+def test_decode_columns_matches_decoding_row_by_row(features: dict[str, str]) -> None:
+    codec = PayloadCodec(view_of(features))
+    other = PayloadCodec(view_of({**features, "extra": "int8"}))  # another layout: reads as missing
+    twin = PayloadCodec(view_of({f"{n}_2": d for n, d in features.items()}))  # renamed: same widths
+    width = len(features)
+    with_null = _sample_values(features, 1)
+    with_null[width // 2] = None
+    payloads: list[bytes | None] = [
+        codec.encode(_sample_values(features, 0)),
+        None,
+        codec.encode(with_null),
+        codec.encode([None] * width),
+        other.encode([*_sample_values(features, 1), 3]),
+        twin.encode(_sample_values(features, 1)),  # same length as ours: only the header differs
+        codec.encode(_sample_values(features, 1)),
+    ]
+    positions = list(range(width - 1, -1, -1))
+    for batch in (payloads, payloads[:1], payloads[-1:], [None, None], [payloads[0]] * 50, []):
+        expected = _row_by_row(codec, batch, positions)
+        assert codec.decode_columns(batch, positions) == expected
+    assert codec.decode_columns(payloads, positions)[-1][0] == _sample_values(features, 0)[0]
+
+
+def test_decode_columns_keeps_nan() -> None:
+    codec = PayloadCodec(view_of({"x": "float64", "y": "float64"}))
+    [xs, ys] = codec.decode_columns([codec.encode([float("nan"), 1.0]), codec.encode([2.0, None])], [0, 1])
+    assert math.isnan(xs[0])
+    assert xs[1] == 2.0
+    assert ys == [1.0, None]

@@ -105,3 +105,78 @@ def test_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'mlpilot\[redis\]'"):
         open_online_store("redis://127.0.0.1:6379/0")
+
+
+@pytest.mark.parametrize("cutoff", [None, -5, 10, 11, 20, 21, 10**15])
+def test_read_payloads_is_read_with_the_ttl_filter(online_store: Any, cutoff: int | None) -> None:
+    online_store.write_batch("v", [row("[1]", 10, payload=b"a"), row("[2]", 20, payload=b"b"), row('["x"]', 0)])
+    keys = ["[2]", "[9]", "[1]", "[2]", '["x"]']
+    expected = [
+        r.payload if r and (cutoff is None or r.event_time >= cutoff) else None for r in online_store.read("v", keys)
+    ]
+    assert online_store.read_payloads("v", keys, min_event_time=cutoff) == expected
+    assert online_store.read_payloads("v", keys[:1], min_event_time=cutoff) == expected[:1]
+    assert online_store.read_payloads("v", [], min_event_time=cutoff) == []
+    assert online_store.read_payloads("other", keys, min_event_time=cutoff) == [None] * len(keys)
+
+
+def test_read_payloads_in_large_batches_keeps_key_order(online_store: Any) -> None:
+    # 2,600 keys cross every store's chunk size (SQLite 500, Redis 1,000 per statement or script call).
+    online_store.write_batch("v", [row(f"[{i}]", i, payload=str(i).encode()) for i in range(2_500)])
+    keys = [f"[{i}]" for i in range(2_599, -1, -1)]
+    assert online_store.read_payloads("v", keys, min_event_time=1_000) == [
+        str(i).encode() if 1_000 <= i < 2_500 else None for i in range(2_599, -1, -1)
+    ]
+
+
+def test_sqlite_reads_from_many_threads(tmp_path: Any) -> None:
+    import threading
+
+    from mlpilot.errors import StoreError
+
+    store = open_online_store(f"sqlite:///{tmp_path / 'online.db'}")
+    store.write_batch("v", [row("[1]", 0, payload=b"0")])
+    seen: dict[int, list[int]] = {}
+    errors: list[BaseException] = []
+    go, done = threading.Barrier(5), threading.Event()
+
+    def reader(n: int) -> None:
+        try:
+            go.wait()
+            while not done.is_set():
+                [got] = store.read_payloads("v", ["[1]"])
+                seen.setdefault(n, []).append(int(got or b"-1"))
+            seen.setdefault(n, []).append(int(store.read_payloads("v", ["[1]", "[2]"])[0] or b"-1"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    go.wait()
+    for version in range(1, 51):  # every write commits before the next read starts on any thread
+        store.write_batch("v", [row("[1]", version, payload=str(version).encode())])
+    done.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    for values in seen.values():
+        assert values == sorted(values)  # never an older row after a newer one
+        assert values[-1] == 50  # a read after the last commit sees it
+    store.close()
+    with pytest.raises(StoreError, match="read failed"):
+        store.read_payloads("v", ["[1]"])
+    other: list[BaseException] = []
+    thread = threading.Thread(target=lambda: other.extend(_raises(lambda: store.read("v", ["[1]", "[2]"]))))
+    thread.start()
+    thread.join()
+    assert len(other) == 1
+    assert isinstance(other[0], StoreError)
+
+
+def _raises(call: Any) -> list[BaseException]:
+    try:
+        call()
+    except BaseException as exc:
+        return [exc]
+    return []

@@ -4,37 +4,17 @@ back, read the analysis, render Kubernetes manifests, and run the data plane or 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from mlpilot.cli import deploy_ops
 from mlpilot.cli.context import settings, url_option
+from mlpilot.cli.deploy_base import backend, done, gate_option, json_option, print_history, reason_option, show_info
 from mlpilot.cli.output import console, fmt_time, print_json, print_table
 from mlpilot.cli.serve import config_overrides, follow_deployments, follow_options, server_options
 from mlpilot.errors import InvalidInputError
 
-if TYPE_CHECKING:
-    from mlpilot.deploy import DeploymentInfo, DeploymentsBackend
-
 __all__ = ["COMMANDS", "deploy"]
-
-
-def backend(url: str | None = None) -> DeploymentsBackend:
-    """``--url``, else MLPILOT_SERVER_URL, else the embedded store (with its artifacts, for the gate)."""
-    s = settings()
-    target = url or s.server_url
-    if target is not None and target.startswith(("http://", "https://")):
-        from mlpilot.remote.deploy import RestDeployments
-        from mlpilot.remote.http import HttpTransport
-
-        token = s.token.get_secret_value() if s.token else None
-        return RestDeployments(HttpTransport(target, token=token))
-    from mlpilot.artifacts import open_artifact_store
-    from mlpilot.deploy import Deployments
-    from mlpilot.store import Store
-
-    store = Store(target or s.resolved_db_url, busy_timeout=s.sqlite_busy_timeout)
-    return Deployments(store, artifacts=open_artifact_store(s.resolved_artifact_url))
 
 
 def _steps(text: str) -> list[float]:
@@ -42,35 +22,6 @@ def _steps(text: str) -> list[float]:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError as exc:
         raise InvalidInputError(f"--steps: expected percentages like 5,25,50,100, got {text!r}", field="steps") from exc
-
-
-def _show(info: DeploymentInfo) -> None:
-    spec = info.spec
-    console.print(
-        f"[bold]{info.name}[/bold] ({spec.model})  revision {info.revision}  {spec.strategy} / [bold]{spec.state}"
-        f"[/bold]  by {info.updated_by} at {fmt_time(info.updated_at)}"
-    )
-    if spec.message:
-        console.print(spec.message)
-    if spec.features is not None:
-        console.print(f"feature service: {spec.features.service} (project {spec.features.project})")
-    print_table(
-        None,
-        ["variant", "version", "role", "weight %"],
-        ([v.name, v.version, v.role, f"{v.weight:g}"] for v in spec.variants),
-    )
-
-
-def _done(info: DeploymentInfo, as_json: bool) -> None:
-    if as_json:
-        print_json(info)
-    else:
-        _show(info)
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-reason_option = click.option("-r", "--reason", default="", help="Why: recorded in the history and audit trail.")
-gate_option = click.option("--skip-gate", is_flag=True, help="Skip the gate (recorded with the reason).")
 
 
 @click.group("deploy")
@@ -138,7 +89,7 @@ def create(
         actor="cli",
         reason=reason,
     )
-    _done(info, as_json)
+    done(info, as_json)
 
 
 @deploy.command("list")
@@ -183,23 +134,8 @@ def show(name: str, count: int, as_json: bool, url: str | None) -> None:
     if as_json:
         print_json({"deployment": info, "history": history})
         return
-    _show(info)
-    print_table(
-        "history",
-        ["rev", "time", "action", "by", "state", "variants", "reason"],
-        (
-            [
-                h.revision,
-                fmt_time(h.time),
-                h.action,
-                h.actor,
-                h.spec.state,
-                ", ".join(f"{v.name}:{v.weight:g}" for v in h.spec.variants),
-                h.reason,
-            ]
-            for h in history
-        ),
-    )
+    show_info(info)
+    print_history(history)
 
 
 @deploy.command("canary")
@@ -235,7 +171,7 @@ def canary(
         max_step_seconds=max_step_seconds,
     )
     info = backend(url).start_canary(name, version, canary=config, skip_gate=skip_gate, actor="cli", reason=reason)
-    _done(info, as_json)
+    done(info, as_json)
 
 
 @deploy.command("blue-green")
@@ -259,7 +195,7 @@ def blue_green(
     info = backend(url).start_blue_green(
         name, version, retention_seconds=retention_seconds, skip_gate=skip_gate, actor="cli", reason=reason
     )
-    _done(info, as_json)
+    done(info, as_json)
 
 
 @deploy.command("shadow")
@@ -275,7 +211,7 @@ def shadow(
 ) -> None:
     """Mirror MIRROR% of live traffic to VERSION (callers only see the primary's answers)."""
     info = backend(url).start_shadow(name, version, mirror=mirror, skip_gate=skip_gate, actor="cli", reason=reason)
-    _done(info, as_json)
+    done(info, as_json)
 
 
 @deploy.command("ab")
@@ -304,7 +240,7 @@ def ab(
 
     config = ABConfig(split=split, metric=metric, higher_is_better=not lower_is_better)  # type: ignore[arg-type]
     info = backend(url).start_ab(name, version, ab=config, skip_gate=skip_gate, actor="cli", reason=reason)
-    _done(info, as_json)
+    done(info, as_json)
 
 
 def _action(verb: str, help_text: str) -> click.Command:
@@ -315,14 +251,13 @@ def _action(verb: str, help_text: str) -> click.Command:
     @url_option
     def command(name: str, reason: str, as_json: bool, url: str | None) -> None:
         b = backend(url)
-        method = {"promote": b.promote, "rollback": b.rollback, "pause": b.pause, "resume": b.resume}[verb]
-        _done(method(name, actor="cli", reason=reason), as_json)
+        method = {"rollback": b.rollback, "pause": b.pause, "resume": b.resume}[verb]
+        done(method(name, actor="cli", reason=reason), as_json)
 
     return command
 
 
 for _verb, _help in (
-    ("promote", "Give the candidate of NAME all traffic now (champion moves; the old version stays warm)."),
     ("rollback", "Restore the stable state NAME was in before its last rollout (one transaction)."),
     ("pause", "Stop the canary of NAME from progressing (its split stays)."),
     ("resume", "Resume the paused canary of NAME."),
@@ -562,5 +497,8 @@ def controller(interval: float, once: bool, url: str | None) -> None:
             return
         time.sleep(interval)
 
+
+for _command in deploy_ops.COMMANDS:
+    deploy.add_command(_command)
 
 COMMANDS = [deploy]

@@ -86,6 +86,14 @@ def show(run_id: str, as_json: bool, url: str | None) -> None:
             ["name", "context", "rows", "digest"],
             ([d.dataset.name, d.context, d.dataset.num_rows, d.dataset.digest[:12]] for d in run.inputs),
         )
+        for d in run.inputs:
+            if d.dataset.leakage_summary is not None:
+                console.print(
+                    f"{d.dataset.name} ({d.context}) leakage: {d.dataset.leakage_summary}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,  # one line per dataset, whatever the terminal width: easy to grep
+                )
     if run.artifacts:
         print_table("artifacts", ["path", "size", "sha256"], ([a.path, a.size, a.sha256[:12]] for a in run.artifacts))
 

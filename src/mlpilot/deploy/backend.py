@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from mlpilot.deploy.entities import (
     ABConfig,
@@ -13,6 +13,7 @@ from mlpilot.deploy.entities import (
     DeploymentInfo,
     EndpointFeatures,
     GateConfig,
+    PreviewVerification,
     RevisionInfo,
     RoutingConfig,
     ServingDocument,
@@ -33,6 +34,12 @@ class DeploymentsBackend(Protocol):
       :class:`~mlpilot.errors.ConflictError` when the deployment moved past it.
     - ``start_*`` run the gate first and raise ``ConflictError`` (with the gate report in ``details``) when
       the candidate fails it, unless ``skip_gate``.
+    - ``promote`` of a blue-green preview needs a passed ``verify_preview`` of its candidate (else
+      ``ConflictError``), or ``force=True`` with a reason (recorded).
+    - ``verify_preview`` sends smoke requests to the candidate's preview route on the data plane at ``url`` and
+      records the result, passed or not; it raises when the data plane cannot be reached or does not serve the
+      candidate (nothing recorded).
+    - A gate refusal leaves the deployment as it is and records a ``deployment.gate_refused`` audit event.
     - Reads raise :class:`~mlpilot.errors.NotFoundError` for unknown names.
     - ``create(features=...)`` names the feature service every version of the endpoint looks its inputs up
       from (callers send entity keys); an unregistered service is an
@@ -113,8 +120,26 @@ class DeploymentsBackend(Protocol):
     ) -> DeploymentInfo: ...
 
     def promote(
-        self, name: str, *, actor: str = "local", reason: str = "", if_revision: int | None = None
+        self,
+        name: str,
+        *,
+        actor: str = "local",
+        reason: str = "",
+        if_revision: int | None = None,
+        force: bool = False,
     ) -> DeploymentInfo: ...
+
+    def verify_preview(
+        self,
+        name: str,
+        url: str,
+        *,
+        inputs: Sequence[Any] | None = None,
+        requests: int | None = None,
+        timeout: float = 10.0,
+        actor: str = "local",
+        reason: str = "",
+    ) -> PreviewVerification: ...
 
     def advance(
         self,

@@ -22,6 +22,8 @@ __all__ = [
     "DeploymentSpec",
     "EndpointFeatures",
     "GateConfig",
+    "PreviewCheck",
+    "PreviewVerification",
     "RevisionInfo",
     "Role",
     "RoutingConfig",
@@ -190,6 +192,40 @@ class EndpointFeatures(_Frozen):
     project: str = Field(default="default", pattern=_PROJECT)
 
 
+class PreviewCheck(_Frozen):
+    """One check of a preview verification: ``requests``, ``signature`` or ``latency``."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+class PreviewVerification(_Frozen):
+    """What smoke requests on a blue-green candidate's preview route found (see ``docs/deployments.md``).
+
+    ``inputs`` says where the smoke inputs came from: ``given`` (the caller's), ``sample`` (the version's
+    stored input example or training sample) or ``signature`` (rows generated from its input signature).
+    Latencies are round trips measured by the control plane, in ms.
+    """
+
+    version: int
+    rollout: int
+    passed: bool
+    url: str
+    time: int
+    inputs: Literal["given", "sample", "signature"]
+    requests: int
+    answered: int
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    latency_budget_ms: float | None = None
+    checks: list[PreviewCheck] = Field(default_factory=list)
+
+    @property
+    def failures(self) -> list[PreviewCheck]:
+        return [c for c in self.checks if not c.passed]
+
+
 class DeploymentSpec(_Frozen):
     """The desired state of a deployment at one revision."""
 
@@ -219,6 +255,8 @@ class DeploymentSpec(_Frozen):
     routing: RoutingConfig = RoutingConfig()
     #: the feature service callers' entity keys are looked up in (None: callers send the model's inputs)
     features: EndpointFeatures | None = None
+    #: the last verification of the blue-green preview of this rollout (promote needs one that passed)
+    verification: PreviewVerification | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DeploymentSpec:

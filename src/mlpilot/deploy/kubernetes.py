@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mlpilot.deploy.endpoint import serving_document
 from mlpilot.deploy.entities import DeploymentInfo
-from mlpilot.deploy.service import serving_document
 from mlpilot.errors import InvalidInputError, MissingDependencyError
 
 __all__ = ["KubernetesOptions", "render_kubernetes", "validate_manifests", "write_manifests"]

@@ -3,18 +3,20 @@ the shadow comparison, and a per-variant summary."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlpilot.deploy.analysis import Decision, RolloutData, analyze_ab, analyze_canary, shadow_report
 from mlpilot.deploy.entities import DeploymentInfo, DeploymentSpec
 from mlpilot.deploy.observations import VariantStats
+from mlpilot.errors import InvalidInputError
 from mlpilot.store.schema import DeploymentRevision, DeploymentStat
 
-__all__ = ["AnalysisReport", "Outcome", "build_report", "rollout_data"]
+__all__ = ["AnalysisReport", "Outcome", "build_report", "parse_outcomes", "rollout_data"]
 
 
 class Outcome(BaseModel):
@@ -45,6 +47,26 @@ class Outcome(BaseModel):
         if self.value is not None:
             return self.value
         return 1.0 if str(self.prediction) == str(self.label) else 0.0
+
+
+def parse_outcomes(records: Sequence[Any], *, field: str = "outcomes") -> list[Outcome]:
+    """Outcomes from records read from a file (JSON objects, CSV rows); a bad one names its index and field.
+
+    >>> parse_outcomes([{"key": 42, "value": 1}])[0].key
+    '42'
+    """
+    outcomes = []
+    for i, record in enumerate(records):
+        if isinstance(record, dict):
+            # A CSV cell or a JSON number may hold a key: keys are text.
+            record = {k: str(v) if k in ("key", "variant") and v is not None else v for k, v in record.items()}
+        try:
+            outcomes.append(Outcome.model_validate(record))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join([f"{field}[{i}]", *(str(p) for p in first["loc"])])
+            raise InvalidInputError(f"{where}: {first['msg']}", field=where) from exc
+    return outcomes
 
 
 class AnalysisReport(BaseModel):
@@ -124,7 +146,14 @@ def build_report(info: DeploymentInfo, data: RolloutData, *, now_ms: int) -> Ana
         shadow = shadow_report(spec, data).to_dict()
         decision = Decision("continue", "shadowing: promote or roll back when the report satisfies you")
     elif spec.state == "preview":
-        decision = Decision("continue", "blue-green preview: verify the preview route, then promote")
+        verification = spec.verification
+        if verification is None or verification.rollout != spec.rollout:
+            why = "blue-green preview: verify the preview route (`mlpilot deploy verify`), then promote"
+        elif verification.passed:
+            why = f"blue-green preview: v{verification.version} passed its verification: promote when ready"
+        else:
+            why = f"blue-green preview: {spec.message}"
+        decision = Decision("continue", why)
     else:
         decision = Decision("continue", "stable: no rollout under way")
     return AnalysisReport(

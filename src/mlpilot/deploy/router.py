@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from mlpilot.deploy.observations import VariantStats
-from mlpilot.deploy.routing import RouteTable
+from mlpilot.deploy.routing import MAX_KEY, RouteTable, key_from_body
 from mlpilot.serving.shadow import SHADOW_SCOPE_KEY, ShadowTicket
 
 __all__ = ["StatsCollector", "TrafficRouter", "extract_predictions"]
@@ -49,7 +49,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 StatsKey = tuple[str, int, int, str]  # endpoint, revision, rollout, variant
 
 _VARIANT_HEADER = b"x-mlpilot-variant"
-_MAX_KEY = 256
 
 
 def extract_predictions(body: bytes) -> list[Any] | None:
@@ -220,14 +219,14 @@ class TrafficRouter:
         key: str | None = None
         request_id: bytes | None = None
         for name, value in headers:
-            if name == key_header and 0 < len(value) <= _MAX_KEY:
+            if name == key_header and 0 < len(value) <= MAX_KEY:
                 key = value.decode("latin-1")
             elif name == b"x-request-id":
                 request_id = value
         body: bytes | None = None
         if key is None and table.routing.key_field is not None:
             body = await self._read_body(receive)
-            key = self._key_from_body(body, table.routing.key_field)
+            key = key_from_body(body, table.routing.key_field)
         if key is None:
             if request_id is None:
                 request_id = os.urandom(16).hex().encode()
@@ -286,21 +285,6 @@ class TrafficRouter:
             return await receive()
 
         return replay
-
-    @staticmethod
-    def _key_from_body(body: bytes, field: str) -> str | None:
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(doc, dict):
-            return None
-        value = doc.get(field)
-        if value is None and isinstance(doc.get("parameters"), dict):
-            value = doc["parameters"].get(field)
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)[:_MAX_KEY]
-        return None
 
     # -- shadows ---------------------------------------------------------------------------------------------
     def _mirror(

@@ -14,6 +14,10 @@ A key is hashed (BLAKE2b, salted per endpoint) into one of 10,000 buckets. The c
 ``[0, weight)`` and the primary the rest, so raising the canary's weight from 5% to 25% only moves keys from
 the primary to the canary: a user who saw the canary keeps seeing it. Shadow mirroring hashes the key with a
 different salt, so the mirrored share is independent of the split.
+
+The key is the caller's: a header (``x-mlpilot-key``), else a field of the JSON body (:func:`key_from_body`),
+else the request id. A key is a string; a number ``42`` (or ``42.0``) is the key ``"42"``, so an outcome
+posted later with ``key="42"`` is attributed to the same variant.
 """
 
 from __future__ import annotations
@@ -21,19 +25,94 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from mlpilot.deploy.entities import RoutingConfig, Variant
 
-__all__ = ["BUCKETS", "RouteTable", "bucket"]
+__all__ = ["BUCKETS", "MAX_KEY", "RouteTable", "bucket", "key_from_body"]
 
 #: Weights are resolved to basis points: 0.01% granularity.
 BUCKETS = 10_000
+#: Longest assignment key, in characters: a longer header is ignored, a longer body field cut to this.
+MAX_KEY = 256
 
 
 def bucket(salt: str, key: str) -> int:
     """The bucket in ``[0, 10000)`` of ``key`` under ``salt``; the same on every machine and Python version."""
     digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8, key=salt.encode()[:64])
     return int.from_bytes(digest.digest(), "big") % BUCKETS
+
+
+def _as_key(value: Any) -> str | None:
+    """A scalar JSON value as an assignment key; a list (one value per row) by its first element."""
+    for _ in range(3):  # [[...]]: the rows of an OIP tensor
+        if not isinstance(value, list):
+            break
+        value = value[0] if value else None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        if not value.is_integer():
+            return None
+        value = int(value)
+    if isinstance(value, int | str):
+        key = str(value)[:MAX_KEY]
+        return key or None
+    return None
+
+
+def _first_row_value(doc: dict[str, Any], field: str) -> Any:
+    """The ``field`` column of the body's first row, for each way the model server takes rows."""
+    for rows_key in ("instances", "dataframe_records", "inputs"):
+        rows = doc.get(rows_key)
+        if isinstance(rows, dict):  # columns: {"customer_id": [...], ...}
+            return rows.get(field)
+        if not (isinstance(rows, list) and rows and isinstance(rows[0], dict)):
+            continue
+        if rows_key == "inputs" and "name" in rows[0] and "datatype" in rows[0]:  # OIP v2 tensors
+            return next((t.get("data") for t in rows if isinstance(t, dict) and t.get("name") == field), None)
+        return rows[0].get(field)
+    split = doc.get("dataframe_split")
+    if isinstance(split, dict):
+        columns, data = split.get("columns"), split.get("data")
+        if isinstance(columns, list) and field in columns and isinstance(data, list) and data:
+            row, index = data[0], columns.index(field)
+            return row[index] if isinstance(row, list) and index < len(row) else None
+    return None
+
+
+def key_from_body(body: bytes, field: str) -> str | None:
+    """The assignment key ``field`` holds in a JSON inference request body, or None.
+
+    It is looked up where each protocol lets a caller put it, the first found wins: a top-level field
+    (``entity_id`` on ``/v1``), the request parameters (``parameters`` in OIP v2, ``params`` in
+    ``/invocations``), then the column ``field`` of the first row (``instances`` or ``dataframe_records`` as
+    objects, ``inputs`` as columns or as OIP v2 tensors, ``dataframe_split``). A request is assigned as a
+    whole: with one value per row, its first row's decides.
+
+    >>> key_from_body(b'{"instances": [[1, 2]], "entity_id": "c-42"}', "entity_id")
+    'c-42'
+    >>> key_from_body(b'{"dataframe_records": [{"customer_id": 42, "tenure": 3}]}', "customer_id")
+    '42'
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    candidates = [doc.get(field)]
+    for params_key in ("parameters", "params"):
+        params = doc.get(params_key)
+        if isinstance(params, dict):
+            candidates.append(params.get(field))
+    for value in candidates:
+        key = _as_key(value)
+        if key is not None:
+            return key
+    return _as_key(_first_row_value(doc, field))
 
 
 def _basis_points(weight: float) -> int:

@@ -13,12 +13,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from mlpilot.deploy import transitions
+from mlpilot.deploy.endpoint import check_feature_service, check_named_inputs, serving_document
 from mlpilot.deploy.entities import (
     ABConfig,
     AnalysisConfig,
@@ -27,6 +26,7 @@ from mlpilot.deploy.entities import (
     DeploymentSpec,
     EndpointFeatures,
     GateConfig,
+    PreviewVerification,
     RevisionInfo,
     RoutingConfig,
     ServingDocument,
@@ -35,22 +35,24 @@ from mlpilot.deploy.entities import (
 )
 from mlpilot.deploy.gates import GateReport, evaluate_gate
 from mlpilot.deploy.observations import Moments, VariantStats
+from mlpilot.deploy.preview import verify_preview_route
 from mlpilot.deploy.reports import AnalysisReport, Outcome, build_report, rollout_data
 from mlpilot.deploy.routing import RouteTable
+from mlpilot.deploy.smoke import smoke_rows
+from mlpilot.deploy.statrows import merge_stats, put_stats
 from mlpilot.errors import AlreadyExistsError, ConflictError, InvalidInputError, NotFoundError
-from mlpilot.registry import ModelEvent, ModelVersionInfo, RegistryService, Signature
+from mlpilot.registry import ModelEvent, ModelVersionInfo, RegistryService
 from mlpilot.store import Store, now_ms
 from mlpilot.store.audit import list_events, record_event
 from mlpilot.store.schema import (
     Deployment,
     DeploymentRevision,
-    DeploymentStat,
     ModelAlias,
     ModelVersion,
     RegisteredModel,
 )
 
-__all__ = ["CHAMPION", "LABELS_SOURCE", "Deployments"]
+__all__ = ["CHAMPION", "LABELS_SOURCE", "Deployments", "serving_document"]
 
 #: The alias that follows the deployment's primary.
 CHAMPION = "champion"
@@ -75,41 +77,6 @@ def _info(row: Deployment) -> DeploymentInfo:
         updated_at=row.updated_at,
         updated_by=row.updated_by,
     )
-
-
-def serving_document(info: DeploymentInfo) -> ServingDocument:
-    """The serving config of ``info``: primary first, then canaries, shadows and standbys; every version with
-    the endpoint's feature service, when it has one."""
-    order = {"primary": 0, "canary": 1, "shadow": 2, "standby": 3}
-    variants = sorted(info.spec.variants, key=lambda v: (order[v.role], v.version))
-    features = info.spec.features
-    extra = {"features": features.model_dump(mode="json")} if features is not None else {}
-    return ServingDocument(
-        name=info.name,
-        revision=info.revision,
-        rollout=info.spec.rollout,
-        etag=f'"{info.name}-{info.revision}"',
-        model=info.spec.model,
-        models=[{"ref": f"{info.spec.model}/{v.version}", "name": info.name, **extra} for v in variants],
-        variants=variants,
-        routing=info.spec.routing,
-        state=info.spec.state,
-        features=features,
-    )
-
-
-def _check_named_inputs(features: EndpointFeatures, model: str, version: int, signature: Any, *, field: str) -> None:
-    """A version served with a feature service takes named inputs (a DataFrame signature): the looked-up
-    features and the request-time fields are matched to them by name."""
-    if isinstance(signature, dict):  # a version row's column: {} when the version has no signature
-        signature = Signature.model_validate(signature) if signature else None
-    if signature is None or signature.kind == "ndarray":
-        raise InvalidInputError(
-            f"{field}: model {model!r} version {version} takes one unnamed tensor, so it cannot look its inputs up "
-            f"from feature service {features.service!r}: log it with a DataFrame input example (column names = "
-            "feature names)",
-            field=field,
-        )
 
 
 class Deployments:
@@ -211,7 +178,9 @@ class Deployments:
         reason: str,
         if_revision: int | None,
         new_versions: Sequence[int] = (),
+        event: Mapping[str, Any] | None = None,
     ) -> DeploymentInfo:
+        """Apply ``mutate`` in one transaction; ``event`` adds to the audit event's payload."""
         with self._write() as session:
             row = self._row(session, name, lock=True)
             if if_revision is not None and row.revision != if_revision:
@@ -224,13 +193,22 @@ class Deployments:
             spec = mutate(current, row.revision, now)
             for version in new_versions:
                 self._version_row(session, spec.model, version)
-            self._save(session, row, spec, action=action, actor=actor, reason=reason, now=now)
+            self._save(session, row, spec, action=action, actor=actor, reason=reason, now=now, event=event)
             if spec.primary.version != current.primary.version:
                 self._point_champion(session, spec.model, spec.primary.version, actor)
             return _info(row)
 
     def _save(
-        self, session: Session, row: Deployment, spec: DeploymentSpec, *, action: str, actor: str, reason: str, now: int
+        self,
+        session: Session,
+        row: Deployment,
+        spec: DeploymentSpec,
+        *,
+        action: str,
+        actor: str,
+        reason: str,
+        now: int,
+        event: Mapping[str, Any] | None = None,
     ) -> None:
         previous = row.revision
         row.revision = previous + 1
@@ -261,6 +239,7 @@ class Deployments:
                 "state": spec.state,
                 "variants": [v.model_dump(mode="json") for v in spec.variants],
                 **({"features": spec.features.model_dump(mode="json")} if spec.features is not None else {}),
+                **(event or {}),
             },
         )
 
@@ -327,7 +306,7 @@ class Deployments:
         if isinstance(features, str):
             features = EndpointFeatures(service=features)
         if features is not None:
-            self._check_feature_service(features)
+            check_feature_service(self.store, features)
         spec = DeploymentSpec(
             model=model,
             variants=[Variant(version=version, role="primary", weight=100)],
@@ -344,7 +323,7 @@ class Deployments:
                 raise AlreadyExistsError(f"a deployment named {name!r} exists already", field="name")
             _, version_row = self._version_row(session, model, version)
             if features is not None:
-                _check_named_inputs(features, model, version, version_row.signature, field="features")
+                check_named_inputs(features, model, version, version_row.signature, field="features")
             now = self.clock()
             row = Deployment(
                 name=name, model_name=model, revision=0, spec={}, created_at=now, updated_at=now, updated_by=actor
@@ -354,20 +333,6 @@ class Deployments:
             self._save(session, row, spec, action="created", actor=actor, reason=reason, now=now)
             self._point_champion(session, model, version, actor)
             return _info(row)
-
-    def _check_feature_service(self, features: EndpointFeatures) -> None:
-        """``features.service`` is a feature service registered in ``features.project``."""
-        from mlpilot.features.store_registry import StoreFeatureRegistry
-
-        registered = StoreFeatureRegistry(self.store, project=features.project).load_specs()
-        services = sorted(str(s.get("name")) for s in registered.specs if s.get("kind") == "feature_service")
-        if features.service not in services:
-            known = f"known: {', '.join(services)}" if services else "none registered: run `mlpilot features apply`"
-            raise InvalidInputError(
-                f"features.service: feature registry project {features.project!r} has no feature service "
-                f"{features.service!r} ({known})",
-                field="features.service",
-            )
 
     def delete(self, name: str, *, actor: str = "local", reason: str = "") -> None:
         """Remove a deployment, its history and statistics (the audit trail keeps the record)."""
@@ -400,25 +365,60 @@ class Deployments:
             metric_fn=metric_fn,
         )
 
-    def _gated(self, name: str, version: int, skip_gate: bool, holdout: tuple[Any, Any] | None, start: Mutation) -> int:
+    def _gated(
+        self,
+        name: str,
+        version: int,
+        skip_gate: bool,
+        holdout: tuple[Any, Any] | None,
+        start: Mutation,
+        *,
+        action: str,
+        actor: str,
+        reason: str,
+    ) -> int:
         """Run the gate outside any transaction (loading models is slow); return the revision it judged.
 
         The transition is tried first on the current spec, so that a rollout the state forbids is refused
-        before any model is loaded.
+        before any model is loaded. A refusal changes nothing but the audit trail: a ``deployment.gate_refused``
+        event with who asked, why, and every check.
         """
         info = self.get(name)
         start(info.spec, info.revision, self.clock())
         if info.spec.features is not None:
             # Not a gate check: a version that takes no named inputs cannot answer this endpoint's callers at all.
             candidate = self.registry.get_model_version(info.spec.model, version)
-            _check_named_inputs(info.spec.features, info.spec.model, version, candidate.signature, field="version")
+            check_named_inputs(info.spec.features, info.spec.model, version, candidate.signature, field="version")
         if skip_gate:
             return info.revision
         report = self.check_gate(name, version, holdout=holdout)
         if not report.passed:
+            self._record_refusal(name, report, action=action, revision=info.revision, actor=actor, reason=reason)
             reasons = "; ".join(f"{c.name}: {c.detail}" for c in report.failures)
             raise ConflictError(f"the gate refused v{version}: {reasons}", field="version", gate=report.to_dict())
         return info.revision
+
+    def _record_refusal(
+        self, name: str, report: GateReport, *, action: str, revision: int, actor: str, reason: str
+    ) -> None:
+        """The audit event of a gate refusal, in its own transaction; the deployment itself is left as it is."""
+        with self._write() as session:
+            row = self._row(session, name, lock=True)
+            record_event(
+                session,
+                kind="deployment.gate_refused",
+                subject=_subject(row.name),
+                actor=actor,
+                payload={
+                    "revision": revision,
+                    "requested": action,
+                    "version": report.version,
+                    "champion": report.champion,
+                    "reason": reason,
+                    "failed": [c.name for c in report.failures],
+                    "checks": [c.to_dict() for c in report.checks],
+                },
+            )
 
     def _start(
         self,
@@ -432,8 +432,17 @@ class Deployments:
         actor: str,
         reason: str,
     ) -> DeploymentInfo:
-        seen = self._gated(name, version, skip_gate, holdout, start)
-        return self._change(name, action, start, actor=actor, reason=reason, if_revision=seen, new_versions=[version])
+        seen = self._gated(name, version, skip_gate, holdout, start, action=action, actor=actor, reason=reason)
+        return self._change(
+            name,
+            action,
+            start,
+            actor=actor,
+            reason=reason,
+            if_revision=seen,
+            new_versions=[version],
+            event={"gate": "skipped"} if skip_gate else None,
+        )
 
     def start_canary(
         self,
@@ -518,17 +527,90 @@ class Deployments:
         )
 
     def promote(
-        self, name: str, *, actor: str = "local", reason: str = "", if_revision: int | None = None
+        self,
+        name: str,
+        *,
+        actor: str = "local",
+        reason: str = "",
+        if_revision: int | None = None,
+        force: bool = False,
     ) -> DeploymentInfo:
-        """Give the candidate all traffic now (``champion`` moves to it); the old primary stays warm."""
+        """Give the candidate all traffic now (``champion`` moves to it); the old primary stays warm.
+
+        A blue-green preview is promoted once :meth:`verify_preview` passed for its candidate; ``force=True``
+        promotes it anyway, with a ``reason`` (recorded, with ``forced`` in the audit event).
+        """
+        if force and not reason.strip():
+            raise InvalidInputError("reason: a forced promotion needs a reason (it is recorded)", field="reason")
         return self._change(
             name,
             "promoted",
-            lambda s, _rev, now: transitions.promote(s, now_ms=now, message=reason),
+            lambda s, _rev, now: transitions.promote(s, now_ms=now, message=reason, force=force),
             actor=actor,
             reason=reason,
             if_revision=if_revision,
+            event={"forced": True} if force else None,
         )
+
+    def verify_preview(
+        self,
+        name: str,
+        url: str,
+        *,
+        inputs: Sequence[Any] | None = None,
+        requests: int | None = None,
+        timeout: float = 10.0,
+        actor: str = "local",
+        reason: str = "",
+    ) -> PreviewVerification:
+        """Send smoke requests to the blue-green candidate's preview route on the data plane at ``url`` and
+        record the result (a ``preview_verified`` or ``preview_failed`` revision and audit event).
+
+        ``inputs`` are rows as callers send them (``/v1`` instances); by default the version's stored sample,
+        else rows generated from its signature. ``requests`` defaults to the gate's ``smoke_requests``; the
+        p99 is held to the gate's ``latency_budget_ms``. A data plane that is unreachable or does not serve the
+        candidate raises and records nothing. :meth:`promote` needs a passed verification.
+
+        >>> deployments.verify_preview("churn", "http://127.0.0.1:8080").passed  # doctest: +SKIP
+        True
+        """
+        if requests is not None and not 1 <= requests <= 10_000:
+            raise InvalidInputError(f"requests: expected 1-10000, got {requests}", field="requests")
+        if not 0 < timeout <= 300:
+            raise InvalidInputError(f"timeout: expected 0-300 seconds, got {timeout}", field="timeout")
+        info = self.get(name)
+        candidate = transitions.check_preview(info.spec)
+        version = self.registry.get_model_version(info.spec.model, candidate.version)
+        gate = info.spec.gate
+        rows, source = smoke_rows(
+            version,
+            inputs=inputs,
+            count=requests or gate.smoke_requests,
+            artifacts=self.artifacts,
+            entity_keys=info.spec.features is not None,
+        )
+        result = verify_preview_route(
+            url,
+            name,
+            candidate.version,
+            rows,
+            outputs=version.signature.outputs if version.signature is not None else [],
+            rollout=info.spec.rollout,
+            source=source,
+            latency_budget_ms=gate.latency_budget_ms,
+            timeout=timeout,
+            now_ms=self.clock(),
+        )
+        self._change(
+            name,
+            "preview_verified" if result.passed else "preview_failed",
+            lambda s, _rev, _now: transitions.record_verification(s, result),
+            actor=actor,
+            reason=reason,
+            if_revision=None,
+            event={"verification": result.model_dump(mode="json")},
+        )
+        return result
 
     def advance(
         self,
@@ -621,35 +703,6 @@ class Deployments:
         )
 
     # -- traffic statistics ------------------------------------------------------------------------------------
-    def _merge_stats(
-        self, session: Session, deployment_id: int, key: tuple[int, int, str, str], stats: VariantStats
-    ) -> None:
-        rollout, revision, variant, source = key
-        where = (
-            DeploymentStat.deployment_id == deployment_id,
-            DeploymentStat.rollout == rollout,
-            DeploymentStat.revision == revision,
-            DeploymentStat.variant == variant,
-            DeploymentStat.source == source,
-        )
-        now = self.clock()
-        values = {
-            "deployment_id": deployment_id,
-            "rollout": rollout,
-            "revision": revision,
-            "variant": variant,
-            "source": source,
-            "updated_at": now,
-            "stats": stats.to_dict(),
-        }
-        insert = pg_insert if self.store.dialect == "postgresql" else sqlite_insert
-        stmt = insert(DeploymentStat).values(**values).on_conflict_do_nothing()
-        if session.execute(stmt.returning(DeploymentStat.id)).first() is not None:
-            return
-        row = session.scalars(select(DeploymentStat).where(*where).with_for_update()).one()
-        row.stats = VariantStats.from_dict(row.stats).merge(stats).to_dict()
-        row.updated_at = now
-
     def record_observations(
         self,
         name: str,
@@ -675,7 +728,9 @@ class Deployments:
                 if not (variant.startswith("v") and variant[1:].isdigit()):
                     raise InvalidInputError(f"variants: expected names like 'v3', got {variant!r}", field="variants")
                 if not stats.empty:
-                    self._merge_stats(session, row.id, (rollout, revision, variant, source), stats)
+                    merge_stats(
+                        session, self.store.dialect, self.clock(), row.id, (rollout, revision, variant, source), stats
+                    )
 
     def set_label_outcomes(self, name: str, *, rollout: int, outcomes: Mapping[str, Moments]) -> bool:
         """Set (not add) the outcomes derived from labels logged through monitoring for rollout ``rollout``, by
@@ -691,29 +746,15 @@ class Deployments:
             revision = spec.base_revision + 1
             for variant, moments in outcomes.items():
                 stats = VariantStats(outcomes=moments)
-                self._put_stats(session, row.id, (rollout, revision, variant, LABELS_SOURCE), stats)
+                put_stats(
+                    session,
+                    self.store.dialect,
+                    self.clock(),
+                    row.id,
+                    (rollout, revision, variant, LABELS_SOURCE),
+                    stats,
+                )
         return True
-
-    def _put_stats(
-        self, session: Session, deployment_id: int, key: tuple[int, int, str, str], stats: VariantStats
-    ) -> None:
-        rollout, revision, variant, source = key
-        values = {
-            "deployment_id": deployment_id,
-            "rollout": rollout,
-            "revision": revision,
-            "variant": variant,
-            "source": source,
-            "updated_at": self.clock(),
-            "stats": stats.to_dict(),
-        }
-        insert = pg_insert if self.store.dialect == "postgresql" else sqlite_insert
-        stmt = insert(DeploymentStat).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["deployment_id", "rollout", "revision", "variant", "source"],
-            set_={"stats": stmt.excluded.stats, "updated_at": stmt.excluded.updated_at},
-        )
-        session.execute(stmt)
 
     def record_outcomes(self, name: str, outcomes: Sequence[Outcome]) -> dict[str, int]:
         """Add labels or business outcomes that arrived after the predictions; returns the count per variant.
@@ -734,7 +775,14 @@ class Deployments:
         with self._write() as session:
             row = self._row(session, name)
             for variant, stats in per_variant.items():
-                self._merge_stats(session, row.id, (info.spec.rollout, info.revision, variant, "outcomes"), stats)
+                merge_stats(
+                    session,
+                    self.store.dialect,
+                    self.clock(),
+                    row.id,
+                    (info.spec.rollout, info.revision, variant, "outcomes"),
+                    stats,
+                )
         return {k: int(v.outcomes.n) for k, v in per_variant.items()}
 
     # -- analysis ------------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@
       │                  ▼  │ resume                                                           │ retention
       │                paused                                                                  ▼ window ends
       ├──blue_green──► preview ──promote──► stable (old primary kept warm as standby) ──► stable
+      │                 │  ▲ (promote needs a passed verification of the candidate, or force)
+      │                 └──┘ verify: records the preview verification
       ├──shadow──────► shadowing ──promote──► stable
       └──ab──────────► ab_testing ──promote──► stable
     any rollout state ──rollback──► the stable spec the rollout started from (also after a promotion)
@@ -21,6 +23,7 @@ from mlpilot.deploy.entities import (
     AnalysisConfig,
     CanaryConfig,
     DeploymentSpec,
+    PreviewVerification,
     State,
     Strategy,
     Variant,
@@ -29,15 +32,18 @@ from mlpilot.errors import ConflictError
 
 __all__ = [
     "advance",
+    "check_preview",
     "expire_standby",
     "pause",
     "promote",
+    "record_verification",
     "resume",
     "rollback",
     "start_ab",
     "start_blue_green",
     "start_canary",
     "start_shadow",
+    "verified",
 ]
 
 
@@ -76,6 +82,7 @@ def _start(
             "step_revision": revision + 1,
             "standby_until": None,
             "latency_threshold_ms": None,
+            "verification": None,
             "message": message,
             **extra,
         }
@@ -177,12 +184,61 @@ def start_ab(spec: DeploymentSpec, version: int, *, revision: int, now_ms: int, 
     )
 
 
-def promote(spec: DeploymentSpec, *, now_ms: int, message: str = "") -> DeploymentSpec:
+def check_preview(spec: DeploymentSpec) -> Variant:
+    """The candidate of a blue-green preview; a ConflictError in any other state."""
+    candidate = spec.candidate
+    if spec.state != "preview" or candidate is None:
+        raise ConflictError(f"only a blue-green preview is verified; the deployment is {spec.state}", field="state")
+    return candidate
+
+
+def record_verification(spec: DeploymentSpec, result: PreviewVerification) -> DeploymentSpec:
+    """The preview with ``result`` recorded, when it still previews the version of the rollout verified."""
+    candidate = check_preview(spec)
+    if (candidate.version, spec.rollout) != (result.version, result.rollout):
+        raise ConflictError(
+            f"the deployment moved on while v{result.version} was verified: it now previews v{candidate.version} "
+            f"(rollout {spec.rollout})",
+            field="state",
+        )
+    if result.passed:
+        message = f"v{result.version} passed preview verification ({result.requests} smoke requests)"
+    else:
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in result.failures)
+        message = f"v{result.version} failed preview verification: {failed}"
+    return spec.model_copy(update={"verification": result, "message": message})
+
+
+def verified(spec: DeploymentSpec) -> bool:
+    """Whether the preview's candidate passed a verification in this rollout."""
+    candidate, result = spec.candidate, spec.verification
+    return (
+        candidate is not None
+        and result is not None
+        and result.passed
+        and (result.version, result.rollout) == (candidate.version, spec.rollout)
+    )
+
+
+def promote(spec: DeploymentSpec, *, now_ms: int, message: str = "", force: bool = False) -> DeploymentSpec:
     """The candidate takes all traffic in one step; the old primary stays loaded as a standby for the
-    retention window so that a rollback is instant."""
+    retention window so that a rollback is instant. A blue-green preview is promoted once its candidate
+    passed a verification of this rollout, or with ``force``."""
     candidate = spec.candidate
     if candidate is None or spec.state == "stable":
         raise ConflictError("nothing to promote: no rollout under way", field="state")
+    if spec.state == "preview" and not force and not verified(spec):
+        last = spec.verification
+        seen = (
+            "it failed its last verification"
+            if last is not None and (last.version, last.rollout) == (candidate.version, spec.rollout)
+            else "it has not been verified"
+        )
+        raise ConflictError(
+            f"v{candidate.version} is not promoted: {seen}; verify its preview route first "
+            "(`mlpilot deploy verify`), or force the promotion with a reason",
+            field="verification",
+        )
     old = spec.primary
     variants = [Variant(version=candidate.version, role="primary", weight=100)]
     standby_until = None
@@ -195,6 +251,7 @@ def promote(spec: DeploymentSpec, *, now_ms: int, message: str = "") -> Deployme
             "variants": variants,
             "step": 0,
             "standby_until": standby_until,
+            "verification": None,
             "message": message or f"v{candidate.version} promoted (v{old.version} kept warm)",
         }
     )
@@ -261,6 +318,7 @@ def rollback(spec: DeploymentSpec, base: DeploymentSpec, *, message: str) -> Dep
             "standby_until": None,
             "step": 0,
             "latency_threshold_ms": None,
+            "verification": None,
             "message": message,
         }
     )

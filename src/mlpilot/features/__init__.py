@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from mlpilot.features.lookup import OnlineReader, get_online_features
     from mlpilot.features.lookup_log import LookupLog
     from mlpilot.features.materialization import MaterializeResult, materialize
-    from mlpilot.features.online import OnlineStore, StoredRow, open_online_store
+    from mlpilot.features.online import OnlineStore, PayloadReader, StoredRow, open_online_store
     from mlpilot.features.parity import Mismatch, ParityReport, parity
     from mlpilot.features.planning import Change, Plan, apply_definitions, plan
     from mlpilot.features.push_api import PushResult, push
@@ -64,6 +64,7 @@ __all__ = [
     "OnlineStore",
     "ParityReport",
     "ParquetSource",
+    "PayloadReader",
     "Plan",
     "PushResult",
     "RegisteredSpecs",
@@ -115,6 +116,7 @@ _HOMES = {
     "MaterializeResult": "materialization",
     "materialize": "materialization",
     "OnlineStore": "online",
+    "PayloadReader": "online",
     "StoredRow": "online",
     "open_online_store": "online",
     "Change": "planning",

@@ -11,13 +11,13 @@ Anything else (SQL sources, remote or Hive-partitioned files, inputs above the m
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mlpilot.config import memory_size_bytes
 from mlpilot.features._arrowtypes import cast_feature, duckdb_type_name, epoch_us
 from mlpilot.features._frames import to_arrow
 from mlpilot.features._joinplan import check_entity, check_reserved, output_names
@@ -31,20 +31,17 @@ from mlpilot.features.validate import raise_problems, source_problems
 
 __all__ = ["memory_budget", "memory_join"]
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 # Decoded feature columns a join may read ahead in the background (see MemorySource.prefetch).
 _PREFETCH_BYTES = 256 * 1024 * 1024
 
 
 def memory_budget(memory_limit: str) -> int | None:
     """Bytes the in-memory engine may use for its index arrays: half of ``memory_limit`` (``None`` when the
-    limit is not a plain size such as ``"2GB"``, which leaves every join to DuckDB)."""
-    match = _SIZE.match(memory_limit)
-    if match is None or match.group(2).upper() not in _UNITS:
+    limit is not a size such as ``"2GB"`` or a share of memory such as ``"25%"``: every join goes to DuckDB)."""
+    try:
+        return memory_size_bytes(memory_limit) // 2
+    except ValueError:
         return None
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()]) // 2
 
 
 def _entity_table(entity_df: Any, budget: int) -> Any:
@@ -53,8 +50,11 @@ def _entity_table(entity_df: Any, budget: int) -> Any:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = ParquetSource(entity_df).files()
-    if any("://" in name or any("=" in p for p in Path(name).parent.parts) for name in files):
+    source = ParquetSource(entity_df)
+    if source.remote:
+        raise Unsupported("remote entity files are read by DuckDB")
+    files = source.files()
+    if any(any("=" in p for p in Path(name).parent.parts) for name in files):
         raise Unsupported("remote or Hive-partitioned entity files are read by DuckDB")
     size = 0
     for name in files:

@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from mlpilot.errors import InvalidInputError
 from mlpilot.features._arrowtypes import duckdb_type_name
 from mlpilot.features.definitions import FeatureView
 from mlpilot.features.sources import ParquetSource, TableSource
+from mlpilot.features.validate import unreadable_source
 
 __all__ = ["MemorySource", "Unsupported"]
 
@@ -84,10 +86,14 @@ class MemorySource:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        files = source.files()
+        if source.remote:
+            raise Unsupported("remote Parquet files are read by DuckDB")
+        try:
+            files = source.files()
+        except InvalidInputError as exc:
+            problem = unreadable_source(view, exc)
+            raise InvalidInputError(problem.message, field=problem.field) from exc
         for name in files:
-            if "://" in name:
-                raise Unsupported("remote Parquet files are read by DuckDB")
             if any("=" in part for part in PurePath(name).parent.parts):
                 raise Unsupported("Hive-partitioned folders are read by DuckDB")
         parts: list[_ParquetPart] = []

@@ -19,11 +19,12 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from mlpilot.errors import InvalidInputError
 from mlpilot.features._duckdb import DuckSession, quote
 from mlpilot.features.definitions import FeatureView
 from mlpilot.features.dtypes import duckdb_type, timestamp_us_sql
 from mlpilot.features.sources import SF, SR
-from mlpilot.features.validate import raise_problems, source_problems
+from mlpilot.features.validate import raise_problems, source_problems, unreadable_source
 
 __all__ = ["AV", "ET", "NEVER", "SF", "SR", "E", "PreparedView", "prepare_view"]
 
@@ -106,6 +107,10 @@ class PreparedView:
 
 def prepare_view(view: FeatureView, session: DuckSession) -> PreparedView:
     """Read ``view``'s source schema and refuse the view if its columns do not match its declaration."""
-    schema = view.source.schema(session)
+    try:
+        schema = view.source.schema(session)
+    except InvalidInputError as exc:
+        problem = unreadable_source(view, exc)
+        raise InvalidInputError(problem.message, field=problem.field) from exc
     raise_problems(source_problems(view, schema))
     return PreparedView(view, schema, session)

@@ -23,9 +23,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlpilot.tracking.leakage import LEAKAGE_REPORT_KEY
+
 __all__ = ["REPORT_METADATA_KEY", "LeakageReport", "ViewLeakage"]
 
-REPORT_METADATA_KEY = b"mlpilot.leakage_report"
+#: The Arrow schema metadata key; tracking reads the same key (and pandas ``attrs[LEAKAGE_REPORT_KEY]``), so
+#: ``run.log_dataset`` stores the report with the run's dataset input.
+REPORT_METADATA_KEY = LEAKAGE_REPORT_KEY.encode()
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 
 from mlpilot.errors import InvalidInputError
 from mlpilot.features._codec import PayloadCodec, encode_key, online_columns, store_of, to_us
-from mlpilot.features._duckdb import DEFAULT_MEMORY_LIMIT, DuckSession, quote
+from mlpilot.features._duckdb import DuckSession, quote, resolve_memory_limit
 from mlpilot.features._memengine import memory_budget
 from mlpilot.features._memmaterialize import memory_materialize
 from mlpilot.features._memsource import Unsupported
@@ -80,7 +80,10 @@ def materialize(
     ``start`` bounds the first (or a non-incremental) run; ``incremental=False`` ignores the watermark.
     ``progress(view, rows)`` is called when a view starts (``rows=0``) and after each batch it writes.
     ``engine`` chooses, as for training sets, between NumPy over in-memory rows (``"auto"`` when a view's
-    index fits in half of ``memory_limit``) and DuckDB out of core; both write the same rows.
+    index fits in half of ``memory_limit``) and DuckDB out of core; both write the same rows. ``memory_limit``
+    and ``temp_directory`` default to the settings ``MLPILOT_FEATURES_MEMORY_LIMIT`` and
+    ``MLPILOT_FEATURES_TEMP_DIRECTORY``. Rows reach the store ``batch_size`` at a time, read from DuckDB as
+    Arrow record batches, never as one table.
     """
     if engine not in ("auto", "memory", "duckdb"):
         raise InvalidInputError(f"engine: expected 'auto', 'memory' or 'duckdb', got {engine!r}", field="engine")
@@ -95,7 +98,8 @@ def materialize(
     now_us = to_us(now, "now") if now is not None else time.time_ns() // 1000
     end_us = min(to_us(end, "end"), now_us) if end is not None else now_us
     start_us = None if start is None else to_us(start, "start")
-    budget = memory_budget(memory_limit or DEFAULT_MEMORY_LIMIT)
+    memory_limit = resolve_memory_limit(memory_limit)
+    budget = memory_budget(memory_limit)
     online, opened = store_of(store)
     results: list[MaterializeResult] = []
     session: DuckSession | None = None

@@ -8,7 +8,8 @@
     {'customer_id': [42], 'amount_7d': [12.5]}
 
 Lookups resolve feature names against the *registered* definitions (what ``mlpilot features apply`` stored),
-re-read at most every ``refresh_interval`` seconds, and reuse one :class:`~mlpilot.features.OnlineReader` per
+cached per registry version: at most every ``refresh_interval`` seconds the service checks the current version
+number and re-reads the specs only when it moved. It reuses one :class:`~mlpilot.features.OnlineReader` per
 distinct request shape, so a lookup is one online-store round trip per view. :class:`FeatureStoreBackend` is
 the contract this service and :class:`~mlpilot.features.rest.RestFeatureStore` (the same calls over HTTP) share.
 """
@@ -190,7 +191,14 @@ class FeatureStoreService:
             loaded = self._loaded.get(project)
         if loaded is not None and time.monotonic() - loaded.checked_at < self.refresh_interval:
             return loaded
-        registered = self.registry(project).load_specs()
+        registry = self.registry(project)
+        if loaded is not None and registry.current_version() == loaded.version:
+            # Unchanged: keep the parsed definitions (and the readers keyed on this version) without reading specs.
+            loaded = _Loaded(loaded.version, loaded.definitions, time.monotonic())
+            with self._lock:
+                self._loaded[project] = loaded
+            return loaded
+        registered = registry.load_specs()
         if registered.version == 0:
             raise NotFoundError(
                 f"no feature definitions are applied in project {project!r}: run 'mlpilot features apply'",

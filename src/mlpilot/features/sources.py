@@ -10,7 +10,8 @@ Each source renders itself as a DuckDB ``FROM`` clause and serializes to a canon
     'sql'
 
 Relative Parquet paths resolve against the folder of the definitions file that declared them (or the working
-directory for sources built in plain Python).
+directory for sources built in plain Python). Paths may also be ``s3://bucket/prefix/*.parquet`` globs (the
+``s3`` extra; see :mod:`mlpilot.features._remote` for how the store is configured).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlpilot.errors import InvalidInputError
 from mlpilot.features._duckdb import quote, sql_string
+from mlpilot.features._remote import expand_remote, is_remote
 
 if TYPE_CHECKING:
     from mlpilot.features._duckdb import DuckSession
@@ -94,13 +96,18 @@ class ParquetSource(Source):
     def rebased(self, base_dir: Path) -> ParquetSource:
         return ParquetSource(self.paths, base_dir=self.base_dir or base_dir)
 
+    @property
+    def remote(self) -> bool:
+        """Whether any path is a URL (``s3://…``) rather than a local path."""
+        return any(is_remote(p) for p in self.paths)
+
     def files(self) -> list[str]:
-        """The files (or remote URLs) this source reads now; globs are expanded and sorted."""
+        """The files (or object URLs) this source reads now; globs are expanded and sorted."""
         base = self.base_dir or Path.cwd()
         found: list[str] = []
         for pattern in self.paths:
-            if "://" in pattern:
-                found.append(pattern)  # remote: DuckDB expands it (s3 needs the httpfs extension)
+            if is_remote(pattern):
+                found.extend(expand_remote(pattern))
                 continue
             full = Path(pattern).expanduser()
             full = full if full.is_absolute() else base / full
@@ -119,18 +126,23 @@ class ParquetSource(Source):
         return found
 
     def from_sql(self, session: DuckSession) -> str:
-        return f"read_parquet({self._file_list()})"
+        return f"read_parquet({self._file_list(session)})"
 
     def positional_sql(self, session: DuckSession, columns: Sequence[str]) -> str | None:
         if any(name in columns for name in _VIRTUAL):
             return None  # a real column would shadow DuckDB's virtual one
         return (
             f"(SELECT *, CAST(file_index AS BIGINT) AS {SF}, CAST(file_row_number AS BIGINT) AS {SR} "
-            f"FROM read_parquet({self._file_list()}))"
+            f"FROM read_parquet({self._file_list(session)}))"
         )
 
-    def _file_list(self) -> str:
-        return "[" + ", ".join(sql_string(f) for f in self.files()) + "]"
+    def _file_list(self, session: DuckSession) -> str:
+        # Once per session: the index and feature queries of one join must agree on file positions even if
+        # files land in between.
+        files: list[str] = session.memo(("parquet", self.base_dir, self.paths), self.files)
+        for url in {f.split("://", 1)[0] + "://": f for f in files if is_remote(f)}.values():
+            session.use_remote(url)
+        return "[" + ", ".join(sql_string(f) for f in files) + "]"
 
 
 class TableSource(Source):

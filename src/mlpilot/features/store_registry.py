@@ -112,6 +112,14 @@ class StoreFeatureRegistry:
             raise NotFoundError(f"feature registry {self.project!r} has no version {version}", field="version")
         return RegisteredSpecs(row.version, tuple(row.specs))
 
+    def current_version(self) -> int:
+        """The latest applied version (0 before any apply): one indexed lookup, without reading the specs."""
+        with self.store.read() as session:
+            version = session.scalar(
+                select(func.max(FeatureRegistryVersion.version)).where(FeatureRegistryVersion.project == self.project)
+            )
+        return int(version or 0)
+
     def apply(
         self, specs: Sequence[Mapping[str, Any]], *, expected_version: int | None = None, actor: str = "local"
     ) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlpilot.errors import InvalidInputError
-from mlpilot.features._duckdb import DEFAULT_MEMORY_LIMIT
+from mlpilot.features._duckdb import resolve_memory_limit
 from mlpilot.features._frames import Output, from_arrow
 from mlpilot.features.catalog import Definitions, FeaturesArg, resolve_features
 from mlpilot.features.leakage import REPORT_METADATA_KEY, LeakageReport, ViewLeakage
@@ -46,7 +46,8 @@ class TrainingSet:
     """The joined rows (Arrow, pandas or polars) and the :class:`LeakageReport` of the join.
 
     The report is also stored in the Arrow schema metadata (``LeakageReport.from_arrow``) and, for pandas, in
-    ``data.attrs["mlpilot.leakage_report"]``.
+    ``data.attrs["mlpilot.leakage_report"]``: ``run.log_dataset(ts.data, name=...)`` stores it with the run.
+    polars frames carry no metadata: log the training set itself (``run.log_dataset(ts, name=...)``).
     """
 
     data: Any
@@ -77,8 +78,9 @@ def get_training_set(
     ``strict=True`` uses ``<`` instead of ``<=``; ``embargo`` moves every as-of time back by that gap.
 
     ``engine="auto"`` joins in memory with NumPy when the inputs are in-memory tables or local Parquet files
-    whose index columns fit in half of ``memory_limit`` (default 2GB), and otherwise with DuckDB, out of core
-    within ``memory_limit`` (spilling to ``temp_directory``, using ``threads``). Both engines return the same
+    whose index columns fit in half of ``memory_limit``, and otherwise with DuckDB, out of core within
+    ``memory_limit`` (spilling to ``temp_directory``, using ``threads``); both default to the settings
+    ``MLPILOT_FEATURES_MEMORY_LIMIT`` (2GB) and ``MLPILOT_FEATURES_TEMP_DIRECTORY``. Both engines return the same
     values, types and report; ``"memory"`` and ``"duckdb"`` force one.
 
     >>> ts = get_training_set(labels, [txn_stats], output="pandas")  # doctest: +SKIP
@@ -97,7 +99,8 @@ def get_training_set(
         from mlpilot.features._memengine import memory_budget, memory_join
         from mlpilot.features._memsource import Unsupported
 
-        budget = memory_budget(memory_limit or DEFAULT_MEMORY_LIMIT)
+        memory_limit = resolve_memory_limit(memory_limit)
+        budget = memory_budget(memory_limit)
         try:
             if budget is None:
                 raise Unsupported(f"memory_limit {memory_limit!r} is not a size such as 2GB")
@@ -134,5 +137,5 @@ def get_training_set(
     table = table.replace_schema_metadata(metadata)
     data = from_arrow(table, output)
     if output == "pandas":
-        data.attrs["mlpilot.leakage_report"] = report.to_dict()
+        data.attrs[REPORT_METADATA_KEY.decode()] = report.to_dict()
     return TrainingSet(data, report)

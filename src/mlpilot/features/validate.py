@@ -25,7 +25,7 @@ from mlpilot.features.catalog import Definitions
 from mlpilot.features.definitions import Entity, FeatureView
 from mlpilot.features.dtypes import compatible, is_timestamp_type, kind_of
 
-__all__ = ["Problem", "raise_problems", "source_problems", "validate_definitions"]
+__all__ = ["Problem", "raise_problems", "source_problems", "unreadable_source", "validate_definitions"]
 
 
 @dataclass(frozen=True)
@@ -132,13 +132,17 @@ def _check_source(
     try:
         schema = view.source.schema(session)
     except MlpilotError as exc:
-        return [
-            Problem(
-                f"feature_views.{view.name}.source",
-                f"feature view {view.name!r}: cannot read its source: {exc.message}",
-            )
-        ]
+        return [unreadable_source(view, exc)]
     return source_problems(view, schema, definitions, key_kinds)
+
+
+def unreadable_source(view: FeatureView, exc: MlpilotError) -> Problem:
+    """The problem of a view whose source cannot be read (no file matches its glob, a query fails, …)."""
+    spec = view.source.to_spec()
+    what = ", ".join(spec["paths"]) if spec["type"] == "parquet" else f"({spec['type']} source)"
+    return Problem(
+        f"feature_views.{view.name}.source", f"feature view {view.name!r}: cannot read its source {what}: {exc.message}"
+    )
 
 
 def source_problems(

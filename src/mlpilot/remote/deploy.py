@@ -23,6 +23,7 @@ from mlpilot.deploy import (
     EndpointFeatures,
     GateConfig,
     Outcome,
+    PreviewVerification,
     RevisionInfo,
     RoutingConfig,
     ServingDocument,
@@ -169,9 +170,36 @@ class RestDeployments:
         return self._info("POST", _path(name, "/ab"), body)
 
     def promote(
-        self, name: str, *, actor: str = "local", reason: str = "", if_revision: int | None = None
+        self,
+        name: str,
+        *,
+        actor: str = "local",
+        reason: str = "",
+        if_revision: int | None = None,
+        force: bool = False,
     ) -> DeploymentInfo:
-        return self._info("POST", _path(name, "/promote"), {"reason": reason, "if_revision": if_revision})
+        body = {"reason": reason, "if_revision": if_revision, "force": force}
+        return self._info("POST", _path(name, "/promote"), body)
+
+    def verify_preview(
+        self,
+        name: str,
+        url: str,
+        *,
+        inputs: Sequence[Any] | None = None,
+        requests: int | None = None,
+        timeout: float = 10.0,
+        actor: str = "local",
+        reason: str = "",
+    ) -> PreviewVerification:
+        body = {
+            "url": url,
+            "inputs": list(inputs) if inputs is not None else None,
+            "requests": requests,
+            "timeout": timeout,
+            "reason": reason,
+        }
+        return PreviewVerification.model_validate(self.transport.request("POST", _path(name, "/verify"), json=body))
 
     def advance(
         self,

@@ -174,6 +174,8 @@ class RunInput(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
     context: Mapped[str] = mapped_column(String(64), primary_key=True, default="train")
+    # The leakage report the dataset carried when this run logged it: per input, since datasets are shared.
+    leakage_report: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class RunArtifact(Base):

@@ -6,6 +6,9 @@ become one Arrow table whose string, binary and list types are normalised (polar
 re-chunked into fixed-size record batches, so neither the library nor the in-memory chunking changes the
 digest. The IPC stream is hashed as it is written: the serialized bytes are never held in memory.
 
+A leakage report the data carries (Arrow schema metadata, pandas ``attrs``, a ``TrainingSet``: see
+:mod:`mlpilot.tracking.leakage`) is kept alongside, outside the digest.
+
 >>> import pyarrow as pa
 >>> info = describe_dataset(pa.table({"x": [1, 2, 3]}), name="toy")
 >>> info.num_rows, info.schema_["columns"]
@@ -21,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from mlpilot.errors import InvalidInputError
+from mlpilot.tracking.leakage import check_leakage_report, embedded_leakage_report
 from mlpilot.tracking.models import DatasetInfo
 
 __all__ = ["describe_dataset", "to_arrow"]
@@ -129,12 +133,27 @@ def _digest(table: pa.Table) -> str:
     return sink.hash.hexdigest()
 
 
-def describe_dataset(data: Any, *, name: str, source: str | None = None) -> DatasetInfo:
-    """Fingerprint ``data``: content digest, schema (column names, Arrow types, nullability) and row count."""
+def describe_dataset(data: Any, *, name: str, source: str | None = None, leakage_report: Any = None) -> DatasetInfo:
+    """Fingerprint ``data``: content digest, schema (column names, Arrow types, nullability) and row count.
+
+    ``data`` may also be a ``TrainingSet`` (its rows and report). ``leakage_report`` (a mapping, JSON text or an
+    object with ``to_dict()``) overrides the report ``data`` carries; a malformed report is an
+    InvalidInputError naming ``leakage_report``, raised before anything is stored.
+    """
+    data, embedded = embedded_leakage_report(data)
+    raw_report = leakage_report if leakage_report is not None else embedded
+    report = None if raw_report is None else check_leakage_report(raw_report)
     table, extras = to_arrow(data)
     table = _canonical(table)
     schema: dict[str, Any] = {
         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in table.schema],
         **extras,
     }
-    return DatasetInfo(name=name, digest=_digest(table), num_rows=table.num_rows, schema_=schema, source=source)
+    return DatasetInfo(
+        name=name,
+        digest=_digest(table),
+        num_rows=table.num_rows,
+        schema_=schema,
+        source=source,
+        leakage_report=report,
+    )

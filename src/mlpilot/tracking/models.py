@@ -12,7 +12,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mlpilot.errors import InvalidInputError
+from mlpilot.tracking.leakage import check_leakage_report, leakage_summary
 
 __all__ = [
     "ArtifactRef",
@@ -91,13 +94,19 @@ class MetricPoint(_Value):
 
 
 class DatasetInfo(_Value):
-    """A dataset as logged: its content hash (SHA-256 over a canonical Arrow IPC stream), schema and size."""
+    """A dataset as logged: its content hash (SHA-256 over a canonical Arrow IPC stream), schema and size.
+
+    ``leakage_report`` is the point-in-time join's report the dataset carried when this run logged it (see
+    :mod:`mlpilot.tracking.leakage`); it is metadata, so it is not part of the digest, and it is stored per run
+    input: two runs logging the same rows each keep their own.
+    """
 
     name: str = Field(min_length=1, max_length=256)
     digest: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")
     num_rows: int = Field(ge=0)
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     source: str | None = None
+    leakage_report: dict[str, Any] | None = None
 
     model_config = ConfigDict(
         frozen=True,
@@ -106,6 +115,21 @@ class DatasetInfo(_Value):
         populate_by_name=True,
         serialize_by_alias=True,
     )
+
+    @field_validator("leakage_report", mode="before")
+    @classmethod
+    def _check_report(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check_leakage_report(value)
+        except InvalidInputError as exc:
+            raise ValueError(exc.message.removeprefix("leakage_report: ")) from exc
+
+    @property
+    def leakage_summary(self) -> str | None:
+        """The report in one line (``3 equal-timestamp matches, 0 excluded by availability, 1 TTL null``)."""
+        return None if self.leakage_report is None else leakage_summary(self.leakage_report, self.num_rows)
 
 
 class DatasetInput(_Value):

@@ -193,10 +193,23 @@ class ActiveRun:
             clean[key] = value if isinstance(value, str) else str(value)
         self._writer.add_tags(clean)
 
-    def log_dataset(self, data: Any, *, name: str, context: str = "train", source: str | None = None) -> DatasetInfo:
-        """Record a dataset input (pandas, polars, pyarrow, NumPy): content hash, schema and row count."""
+    def log_dataset(
+        self,
+        data: Any,
+        *,
+        name: str,
+        context: str = "train",
+        source: str | None = None,
+        leakage_report: Any = None,
+    ) -> DatasetInfo:
+        """Record a dataset input (pandas, polars, pyarrow, NumPy): content hash, schema and row count.
+
+        A leakage report the data carries (a training set as Arrow or pandas, or the ``TrainingSet`` itself:
+        polars frames carry no metadata) is stored with this run's input; ``leakage_report=`` passes one
+        explicitly. It never changes the digest.
+        """
         self._check_open()
-        info = describe_dataset(data, name=name, source=source)
+        info = describe_dataset(data, name=name, source=source, leakage_report=leakage_report)
         self.backend.log_dataset(self.id, info, context=context, actor=self.actor)
         return info
 

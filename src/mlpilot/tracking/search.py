@@ -96,6 +96,7 @@ def _statements() -> tuple[Any, Any, Any, Any]:
             Dataset.num_rows,
             Dataset.schema,
             Dataset.source,
+            RunInput.leakage_report,
         )
         .join(Dataset, Dataset.id == RunInput.dataset_id)
         .where(RunInput.run_id.in_(ids))
@@ -131,8 +132,10 @@ def load_runs(session: Session, infos: Sequence[RunInfo], *, with_environment: b
                 params[run_id][key] = text_value
             else:
                 tags[run_id][key] = text_value
-        for run_id, context, name, digest, num_rows, schema, source in session.execute(_INPUTS, chunk).all():
-            dataset = DatasetInfo(name=name, digest=digest, num_rows=num_rows, schema_=schema, source=source)
+        for run_id, context, name, digest, num_rows, schema, source, report in session.execute(_INPUTS, chunk).all():
+            dataset = DatasetInfo(
+                name=name, digest=digest, num_rows=num_rows, schema_=schema, source=source, leakage_report=report
+            )
             inputs[run_id].append(DatasetInput(dataset=dataset, context=context))
         for run_id, path, sha256, size in session.execute(_ARTIFACTS, chunk).all():
             artifacts[run_id].append(ArtifactRef(path=path, sha256=sha256, size=size))

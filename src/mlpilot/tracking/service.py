@@ -380,7 +380,11 @@ class TrackingService:
             session.execute(self._insert(Param), new)
 
     def log_dataset(self, run_id: str, dataset: DatasetInfo, *, context: str = "train", actor: str = "local") -> None:
-        """Record that the run used ``dataset`` (identified by content hash and name) as ``context``."""
+        """Record that the run used ``dataset`` (identified by content hash and name) as ``context``.
+
+        ``dataset.leakage_report`` is stored with this run's input, not with the shared dataset row; logging the
+        same input again with a report replaces it, without one keeps it.
+        """
         if not isinstance(context, str) or not context or len(context) > MAX_CONTEXT_LENGTH:
             raise InvalidInputError(
                 f"context must be a non-empty string of at most {MAX_CONTEXT_LENGTH} characters, "
@@ -401,8 +405,15 @@ class TrackingService:
             dataset_id = session.scalar(
                 select(Dataset.id).where(Dataset.digest == dataset.digest, Dataset.name == dataset.name)
             )
-            link = self._insert(RunInput).values(run_id=run_id, dataset_id=dataset_id, context=context)
-            session.execute(link.on_conflict_do_nothing(index_elements=["run_id", "dataset_id", "context"]))
+            keys = ["run_id", "dataset_id", "context"]
+            link = self._insert(RunInput).values(
+                run_id=run_id, dataset_id=dataset_id, context=context, leakage_report=dataset.leakage_report
+            )
+            if dataset.leakage_report is None:
+                session.execute(link.on_conflict_do_nothing(index_elements=keys))
+            else:
+                update_report = {"leakage_report": link.excluded.leakage_report}
+                session.execute(link.on_conflict_do_update(index_elements=keys, set_=update_report))
 
     def log_artifact(self, run_id: str, artifact: ArtifactRef, *, actor: str = "local") -> None:
         """Point the run's logical ``artifact.path`` at a stored blob (re-logging a path replaces it)."""

@@ -23,6 +23,7 @@ from mlpilot.deploy import (
     EndpointFeatures,
     GateConfig,
     Outcome,
+    PreviewVerification,
     RevisionInfo,
     RoutingConfig,
     VariantStats,
@@ -88,6 +89,21 @@ class ActionBody(_Body):
     reason: str = Reason
     if_revision: int | None = Field(default=None, ge=1)
     latency_threshold_ms: float | None = Field(default=None, gt=0)
+
+
+class PromoteBody(ActionBody):
+    #: promote a blue-green preview that has not passed a verification (the reason is required and recorded)
+    force: bool = False
+
+
+class VerifyBody(_Body):
+    #: the data plane to send the smoke requests to: a model server following the deployment
+    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    #: rows as callers send them (``/v1`` instances); default: the version's sample, else its signature
+    inputs: list[Any] | None = Field(default=None, min_length=1, max_length=10_000)
+    requests: int | None = Field(default=None, ge=1, le=10_000)
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    reason: str = Reason
 
 
 class ObservationsBody(_Body):
@@ -211,8 +227,25 @@ def start_ab(name: str, body: ABBody, services: Svc, actor: Editor) -> Deploymen
 
 
 @router.post("/{name}/promote")
-def promote(name: str, body: ActionBody, services: Svc, actor: Editor) -> DeploymentInfo:
-    return services.deployments.promote(name, actor=actor, reason=body.reason, if_revision=body.if_revision)
+def promote(name: str, body: PromoteBody, services: Svc, actor: Editor) -> DeploymentInfo:
+    return services.deployments.promote(
+        name, actor=actor, reason=body.reason, if_revision=body.if_revision, force=body.force
+    )
+
+
+@router.post("/{name}/verify")
+def verify_preview(name: str, body: VerifyBody, services: Svc, actor: Editor) -> PreviewVerification:
+    """Smoke requests to the blue-green candidate's preview route on the data plane at ``url``; the result is
+    recorded (a revision and an audit event) and returned, passed or not."""
+    return services.deployments.verify_preview(
+        name,
+        body.url,
+        inputs=body.inputs,
+        requests=body.requests,
+        timeout=body.timeout,
+        actor=actor,
+        reason=body.reason,
+    )
 
 
 @router.post("/{name}/advance")

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlpilot.errors import InvalidInputError
-from mlpilot.features.online.base import OnlineStore, StoredRow
+from mlpilot.features.online.base import OnlineStore, PayloadReader, StoredRow
 
 if TYPE_CHECKING:
     from mlpilot.features.online.redis import RedisOnlineStore
     from mlpilot.features.online.sqlite import SqliteOnlineStore
 
-__all__ = ["OnlineStore", "StoredRow", "default_online_url", "open_online_store"]
+__all__ = ["OnlineStore", "PayloadReader", "StoredRow", "default_online_url", "open_online_store"]
 
 
 def default_online_url(home: Path | None = None) -> str:

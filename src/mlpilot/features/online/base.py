@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["OnlineStore", "StoredRow"]
+__all__ = ["OnlineStore", "PayloadReader", "StoredRow"]
 
 
 class StoredRow(NamedTuple):
@@ -45,3 +45,18 @@ class OnlineStore(Protocol):
     def read_watermark(self, view: str) -> int | None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PayloadReader(Protocol):
+    """An optional fast path an :class:`OnlineStore` may offer for lookups (both built-in stores do).
+
+    Contract: ``read_payloads(view, entity_keys, min_event_time=None)`` returns, in order, the stored payload
+    of each key, or ``None`` if the key has no row or (when ``min_event_time`` is given) its row's
+    ``event_time < min_event_time``: exactly what ``read`` followed by that filter gives, in one round trip
+    and without building a :class:`StoredRow` per entity. Lookups use it when the store has it.
+    """
+
+    def read_payloads(
+        self, view: str, entity_keys: Sequence[str], *, min_event_time: int | None = None
+    ) -> list[bytes | None]: ...

@@ -18,8 +18,9 @@ from mlpilot.features.online.base import StoredRow
 __all__ = ["DEFAULT_PREFIX", "RedisOnlineStore"]
 
 DEFAULT_PREFIX = "mlpilot:features:"
-# Rows per script call: bounds the script's run time (Redis is single-threaded) and the argument list.
+# Rows (keys) per script call: bounds the script's run time (Redis is single-threaded) and the argument list.
 _WRITE_CHUNK = 1000
+_READ_CHUNK = 1000
 
 # KEYS: row keys..., watermark key (last). ARGV: watermark ("" for none), then (event_time, available_at,
 # payload) per row. Times are compared as Lua numbers (doubles): exact for microsecond epochs until year 2255.
@@ -44,6 +45,22 @@ end
 return n
 """
 
+# KEYS: row keys. ARGV: the oldest event time to return ("" for any). One payload (or nil) per key, in order: a
+# lookup is one command and one reply, whatever the number of entities.
+_PAYLOADS_LUA = """
+local since = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local row = redis.call('HMGET', KEYS[i], 'e', 'p')
+  if row[1] and ((not since) or tonumber(row[1]) >= since) then
+    out[i] = row[2]
+  else
+    out[i] = false
+  end
+end
+return out
+"""
+
 
 class RedisOnlineStore:
     """Online store in Redis. ``prefix`` namespaces every key (one project, or one test, per prefix)."""
@@ -52,6 +69,7 @@ class RedisOnlineStore:
         self._client = client
         self.prefix = prefix
         self._upsert = client.register_script(_UPSERT_LUA)
+        self._payloads = client.register_script(_PAYLOADS_LUA)
         self._errors: tuple[type[BaseException], ...] = _redis_errors()
 
     @classmethod
@@ -104,6 +122,26 @@ class RedisOnlineStore:
             None if v[0] is None else StoredRow(key, int(v[0]), int(v[1]), v[2])
             for key, v in zip(entity_keys, values, strict=True)
         ]
+
+    def read_payloads(
+        self, view: str, entity_keys: Sequence[str], *, min_event_time: int | None = None
+    ) -> list[bytes | None]:
+        """Each key's payload, or ``None`` (no row, or ``event_time < min_event_time``), from one script call per
+        1,000 keys (times compared as in the upsert script)."""
+        base = f"{self.prefix}v:{view}:"
+        since = "" if min_event_time is None else str(min_event_time)
+        out: list[bytes | None] = []
+        try:
+            if len(entity_keys) == 1:  # one plain HMGET costs less than a script call
+                event_time, payload = self._client.hmget(base + entity_keys[0], "e", "p")
+                fresh = event_time is not None and (min_event_time is None or int(event_time) >= min_event_time)
+                return [payload if fresh else None]
+            for start in range(0, len(entity_keys), _READ_CHUNK):
+                keys = [base + key for key in entity_keys[start : start + _READ_CHUNK]]
+                out.extend(self._payloads(keys=keys, args=[since]))
+        except self._errors as exc:
+            raise StoreError(f"online store redis: read failed: {exc}") from exc
+        return out
 
     def read_watermark(self, view: str) -> int | None:
         try:
