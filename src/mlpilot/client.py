@@ -81,7 +81,8 @@ class Client:
             self.store = store
             self.tracking = TrackingService(store)
             self.registry = RegistryService(store)
-            self.artifacts = open_artifact_store(artifact_url or self.settings.resolved_artifact_url)
+            artifacts_url = artifact_url or self.settings.resolved_artifact_url
+            self.artifacts = open_artifact_store(artifacts_url, **self.settings.storage_options(artifacts_url))
             self.deployments = Deployments(store, artifacts=self.artifacts)
             from mlpilot.monitor.backend import default_predictions_url
             from mlpilot.monitor.service import Monitor

@@ -51,3 +51,30 @@ def test_s3_tampered_object_is_refused(s3_store: FsspecArtifactStore, tmp_path: 
 def test_s3_missing_object_is_not_found(s3_store: FsspecArtifactStore) -> None:
     with pytest.raises(NotFoundError):
         s3_store.get_bytes("a" * 64)
+
+
+def test_client_reaches_s3_through_the_endpoint_setting(
+    s3_endpoint: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``MLPILOT_S3_ENDPOINT_URL`` reaches the artifact store the SDK opens (an S3-compatible server that is not
+    AWS): a logged model's artifact lands in the bucket and loads back, hash-verified."""
+    import numpy as np
+
+    from mlpilot import Client
+    from mlpilot.config import load_settings
+
+    monkeypatch.setenv("MLPILOT_HOME", str(tmp_path))
+    monkeypatch.setenv("MLPILOT_ARTIFACT_URL", f"s3://{s3_bucket}/artifacts")
+    monkeypatch.setenv("MLPILOT_S3_ENDPOINT_URL", s3_endpoint)
+    client = Client(settings=load_settings())
+    try:
+        digest = client.artifacts.put_bytes(np.arange(4).tobytes())
+        assert client.artifacts.get_bytes(digest) == np.arange(4).tobytes()
+        import boto3
+
+        keys = [
+            o["Key"] for o in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket=s3_bucket)["Contents"]
+        ]
+        assert keys == [f"artifacts/sha256/{digest[:2]}/{digest[2:]}"]
+    finally:
+        client.close()

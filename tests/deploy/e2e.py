@@ -218,10 +218,10 @@ class Load:
                 if (status is None or s == status) and (variant is None or v == variant)
             )
 
-    def variants_of_last(self, n: int) -> set[str]:
-        """The variants that gave the last ``n`` answers of 200."""
+    def variants_since(self, since: float) -> list[str]:
+        """The variants that answered (200) the requests sent at or after ``since`` (``time.time()``)."""
         with self._lock:
-            return {variant for _, variant, _, _, _ in self.answers[-n:]}
+            return [variant for sent, variant, _, _, _ in self.answers if sent >= since]
 
     def mark(self) -> int:
         """The number of answers so far: wait for ``load.count() > mark + n`` to see traffic after a switch."""

@@ -7,6 +7,7 @@ no 5xx, no 503. A real control plane and data plane on 127.0.0.1 (see :mod:`test
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -30,10 +31,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def _served_after(load: Load, variants: set[str], n: int = 40) -> None:
-    """Wait for ``n`` more answers, then check the last ``n`` came from ``variants`` only."""
-    mark = load.mark()
-    wait(lambda: load.count() >= mark + n, what=f"{n} answers after the switch")
-    recent = load.variants_of_last(n)
+    """Wait for ``n`` answers to requests sent from now on (the switch is applied), then check that they came
+    from ``variants`` only."""
+    since = time.time()
+    wait(lambda: len(load.variants_since(since)) >= n, what=f"{n} answers after the switch")
+    recent = set(load.variants_since(since))
     assert recent <= variants, f"answered by {recent}, expected {variants}"
 
 

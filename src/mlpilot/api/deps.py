@@ -57,7 +57,13 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         store = Store(settings.resolved_db_url, busy_timeout=settings.sqlite_busy_timeout)
-        return cls(store=store, artifacts=open_artifact_store(settings.resolved_artifact_url), settings=settings)
+        return cls(
+            store=store,
+            artifacts=open_artifact_store(
+                settings.resolved_artifact_url, **settings.storage_options(settings.resolved_artifact_url)
+            ),
+            settings=settings,
+        )
 
     def close(self) -> None:
         self.monitor.close()

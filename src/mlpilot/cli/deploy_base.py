@@ -38,7 +38,9 @@ def backend(url: str | None = None) -> DeploymentsBackend:
 
     store = Store(target or s.resolved_db_url, busy_timeout=s.sqlite_busy_timeout)
     _close_with_command(store.close)
-    return Deployments(store, artifacts=open_artifact_store(s.resolved_artifact_url))
+    return Deployments(
+        store, artifacts=open_artifact_store(s.resolved_artifact_url, **s.storage_options(s.resolved_artifact_url))
+    )
 
 
 def _close_with_command(close: Callable[[], None]) -> None:

@@ -139,7 +139,9 @@ class Monitor:
         from mlpilot.monitor.backend import default_predictions_url
 
         store = Store(settings.resolved_db_url, busy_timeout=settings.sqlite_busy_timeout)
-        artifacts = open_artifact_store(settings.resolved_artifact_url)
+        artifacts = open_artifact_store(
+            settings.resolved_artifact_url, **settings.storage_options(settings.resolved_artifact_url)
+        )
         monitor = cls(
             store, artifacts, predictions_url=default_predictions_url(settings), model_loader=model_loader, **options
         )
