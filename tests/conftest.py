@@ -46,12 +46,45 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MLPILOT_HOME", str(tmp_path / "mlpilot-home"))
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_free_port = free_port
+
+
+class CliProcess:
+    """``python -m mlpilot.cli ARGS`` in a process of its own, serving HTTP on ``port``; its stderr is kept for
+    the test to assert on, and :meth:`ready` fails at once (with that stderr) if the process has exited."""
+
+    def __init__(self, args: list[str], env: dict[str, str], port: int, health: str = "/healthz") -> None:
+        import subprocess
+        import sys
+
+        self.url = f"http://127.0.0.1:{port}"
+        self.health = health
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlpilot.cli", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def ready(self) -> bool:
+        import httpx
+
+        proc = self.proc
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "the server exited"
+        try:
+            return httpx.get(f"{self.url}{self.health}", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,13 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import CliProcess, free_port
+
 pytest.importorskip("uvicorn")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(check: object, what: str, timeout: float = 60.0) -> None:
@@ -36,26 +29,13 @@ def _wait(check: object, what: str, timeout: float = 60.0) -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_lets_the_request_in_flight_finish_and_exits_0(tmp_path: Path, signum: signal.Signals) -> None:
-    port = _free_port()
+    port = free_port()
     home = tmp_path / "srv"
     uploads = tmp_path / "tmp"  # the server spools an upload here while it arrives
     uploads.mkdir()
     env = {**os.environ, "MLPILOT_HOME": str(home), "MLPILOT_PORT": str(port), "TMPDIR": str(uploads)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlpilot.cli", "server"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "the server exited"
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+    server = CliProcess(["server"], env, port)
+    proc, url = server.proc, server.url
 
     blob = os.urandom(3 * 1024 * 1024)
     digest = hashlib.sha256(blob).hexdigest()
@@ -76,7 +56,7 @@ def test_a_signal_lets_the_request_in_flight_finish_and_exits_0(tmp_path: Path, 
 
     uploader = threading.Thread(target=upload)
     try:
-        _wait(healthy, "the control plane")
+        _wait(server.ready, "the control plane")
         uploader.start()
         _wait(lambda: any(uploads.glob("mlpilot-upload-*")), "the upload to be in flight")
         proc.send_signal(signum)

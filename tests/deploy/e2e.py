@@ -63,8 +63,14 @@ def start_env(home: Path) -> Iterator[Env]:
         control.stop()
 
 
-def plane(env: Env, name: str) -> RunningDataPlane:
-    """A data plane following ``name`` on an ephemeral port (polls every 0.1 s, reports every 0.2 s)."""
+def plane(
+    env: Env, name: str, *, log_url: str | None = None, serve_options: dict[str, Any] | None = None
+) -> RunningDataPlane:
+    """A data plane following ``name`` on an ephemeral port (polls every 0.1 s, reports every 0.2 s).
+
+    By default it has enough worker threads that a slow candidate cannot hold up the primary's requests;
+    ``log_url`` and ``serve_options`` are passed on to :func:`build_data_plane`.
+    """
     from mlpilot.serving import RegistrySource
 
     built = build_data_plane(
@@ -73,8 +79,8 @@ def plane(env: Env, name: str) -> RunningDataPlane:
         names=[name],
         poll_interval=0.1,
         report_interval=0.2,
-        # enough worker threads that a slow candidate cannot hold up the primary's requests
-        serve_options={"inference_threads": 4},
+        log_url=log_url,
+        serve_options=serve_options if serve_options is not None else {"inference_threads": 4},
     )
     return serve_in_thread(built)
 
@@ -88,12 +94,19 @@ def deployment(env: Env, *, create: dict[str, Any] | None = None, **analysis: An
     return name
 
 
-def wait(check: Callable[[], bool], timeout: float = 60.0, what: str | Callable[[], str] = "condition") -> None:
+def wait(
+    check: Callable[[], bool],
+    timeout: float = 60.0,
+    what: str | Callable[[], str] = "condition",
+    *,
+    step: float = 0.02,
+) -> None:
+    """Poll ``check`` every ``step`` seconds until it holds; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.02)
+        time.sleep(step)
 
 
 def applied(plane: DataPlane, revision: int) -> bool:

@@ -18,13 +18,14 @@ import httpx
 import numpy as np
 import pytest
 
-from mlpilot.deploy import AnalysisConfig, CanaryConfig, Deployments
-from mlpilot.deploy.dataplane import RunningDataPlane, build_data_plane, serve_in_thread
+from mlpilot.deploy import AnalysisConfig, CanaryConfig
+from mlpilot.deploy.dataplane import RunningDataPlane
 from mlpilot.deploy.labels import LabelFeed
 from mlpilot.monitor.backend import default_predictions_url
 from tests.conftest import LiveServer
 
 from . import planted
+from .e2e import Env, applied, plane, wait
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("cloudpickle")
@@ -32,13 +33,6 @@ pytest.importorskip("duckdb")
 pytestmark = pytest.mark.slow
 
 GOOD, GOOD_TOO, WRONG = 1, 2, 3
-
-
-@dataclass
-class Env:
-    control: LiveServer
-    deployments: Deployments
-    client: Any
 
 
 def _register(control: LiveServer) -> None:
@@ -83,19 +77,13 @@ def quiet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def _plane(env: Env, name: str) -> RunningDataPlane:
-    from mlpilot.serving import RegistrySource
-
-    plane = build_data_plane(
-        RegistrySource(env.client.registry, env.client.artifacts),
-        control_url=env.control.url,
-        names=[name],
-        poll_interval=0.1,
-        report_interval=0.2,
-        # the prediction log goes where the control plane reads it, flushed often so labels can follow soon
+    # the prediction log goes where the control plane reads it, flushed often so labels can follow soon
+    return plane(
+        env,
+        name,
         log_url=default_predictions_url(env.control.settings),
         serve_options={"inference_threads": 2, "log": {"flush_interval": 0.2}},
     )
-    return serve_in_thread(plane)
 
 
 def _deployment(env: Env, **analysis: Any) -> str:
@@ -106,12 +94,8 @@ def _deployment(env: Env, **analysis: Any) -> str:
     return name
 
 
-def _wait(check: Callable[[], bool], timeout: float = 90.0, what: str | Callable[[], str] = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
+def _wait(check: Callable[[], bool], what: str | Callable[[], str] = "condition") -> None:
+    wait(check, timeout=90.0, what=what, step=0.05)
 
 
 @dataclass
@@ -232,7 +216,7 @@ def test_labels_posted_twice_count_once(quiet: Env) -> None:
         info = env.deployments.start_canary(
             name, WRONG, canary=CanaryConfig(steps=[50, 100], min_step_seconds=3600, min_step_requests=10**6)
         )
-        _wait(lambda: any(rev >= info.revision for _, rev, _ in running.plane.follower.applied), what="the canary")
+        _wait(lambda: applied(running.plane, info.revision), what="the canary")
         with Load(running.url, name, threads=4) as load:
             _wait(lambda: len(load.taken(0)) >= 400, what="answers")
         answers = load.taken(0)
@@ -261,7 +245,7 @@ def test_the_data_plane_logs_where_the_control_plane_reads(quiet: Env) -> None:
         info = env.deployments.start_canary(
             name, GOOD_TOO, canary=CanaryConfig(steps=[50, 100], min_step_seconds=3600, min_step_requests=10**6)
         )
-        _wait(lambda: any(rev >= info.revision for _, rev, _ in running.plane.follower.applied), what="the canary")
+        _wait(lambda: applied(running.plane, info.revision), what="the canary")
         variants = set()
         with httpx.Client(base_url=running.url) as http:
             for i in range(60):

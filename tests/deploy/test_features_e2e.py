@@ -21,7 +21,7 @@ from mlpilot.deploy import CanaryConfig
 from mlpilot.deploy.dataplane import RunningDataPlane, build_data_plane, serve_in_thread
 from mlpilot.deploy.labels import LabelFeed
 from mlpilot.monitor.backend import default_predictions_url
-from tests.conftest import LiveServer
+from tests.conftest import CliProcess, LiveServer, free_port
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("sklearn")
@@ -263,15 +263,10 @@ def test_mlpilot_serve_follow_serves_a_featured_deployment(env: Env, tmp_path: P
     """The command line wires the control plane's feature registry and MLPILOT_FEATURES_ONLINE_URL."""
     import os
     import signal
-    import socket
-    import subprocess
-    import sys
 
     name = "churn-cli"
     env.client.deployments.create(name, model="churn", version=2, features="churn")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     variables = {
         **os.environ,
         "MLPILOT_HOME": str(tmp_path / "replica"),
@@ -279,24 +274,10 @@ def test_mlpilot_serve_follow_serves_a_featured_deployment(env: Env, tmp_path: P
         "PYTHONPATH": os.getcwd(),
     }
     args = ["serve", "--follow", name, "--control-plane", env.control.url, "--port", str(port), "--threads", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlpilot.cli", *args],
-        env=variables,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "the server exited"
-        try:
-            return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    server = CliProcess(args, variables, port, health="/v2/health/ready")
+    proc, url = server.proc, server.url
     try:
-        _wait(ready, "mlpilot serve --follow")
+        _wait(server.ready, "mlpilot serve --follow")
         rows = [{"customer_id": c, "channel": _channel(c)} for c in COMPLETE[:5]]
         answer = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": rows}, timeout=30)
     finally:

@@ -281,7 +281,6 @@ def _accuracy(report: Any) -> dict[str, Any] | None:
 
 
 def step_canary(state: DemoState) -> None:
-    from mlpilot.deploy import AnalysisConfig
     from mlpilot.errors import ConflictError
 
     console = state.console
@@ -297,20 +296,13 @@ def step_canary(state: DemoState) -> None:
     if not gate.passed:
         raise ConflictError(f"the gate refused v{retrained.version}", gate=gate.to_dict())
     rollout = state.data["rollout"] = _start_planes(state)
-    # A retrained model is *meant* to predict differently after drift: judge it on errors, latency and online
-    # accuracy from the labels logged through monitoring, not on whether its predictions moved.
-    analysis = AnalysisConfig(
-        min_samples=100, min_labels=100, require_labels=True, on_prediction_shift="ignore", latency_tolerance=0.5
-    )
     before = rollout.traffic.snapshot()
     labels_before = rollout.labels.logged
-    state.deployments.start_canary(
-        ENDPOINT,
+    _start_canary(
+        state,
         retrained.version,
-        analysis=analysis,
-        holdout=_holdout(state),
-        actor="demo",
         reason=f"v{retrained.version} retrained on labelled traffic after drift ({_drift(state)})",
+        require_labels=True,
     )
     console.print(
         f"canary v{retrained.version}: steps {', '.join(f'{s:g}%' for s in STEPS)}, each at least "
@@ -394,8 +386,6 @@ def _fails_in_production(state: DemoState, rollout: Rollout) -> tuple[int, Any, 
     rolled back by the controller, on the canary's error rate."""
     import pandas as pd
 
-    from mlpilot.deploy import AnalysisConfig
-
     console = state.console
     fresh = state.data["fresh"]
     # This week's sign-ups, 40% of them on a plan launched after the retraining: not in any training set, and
@@ -429,16 +419,8 @@ def _fails_in_production(state: DemoState, rollout: Rollout) -> tuple[int, Any, 
         "its category encoder made strict (a category it never saw raises instead of being encoded as unknown); "
         f"on every category it was trained on it predicts exactly like v{retrained}"
     )
-    analysis = AnalysisConfig(min_samples=100, min_labels=100, on_prediction_shift="ignore", latency_tolerance=0.5)
     before = rollout.traffic.snapshot()
-    state.deployments.start_canary(
-        ENDPOINT,
-        version.version,
-        analysis=analysis,
-        holdout=_holdout(state),
-        actor="demo",
-        reason=f"v{retrained} with a strict encoder; passed the gate on the holdout",
-    )
+    _start_canary(state, version.version, reason=f"v{retrained} with a strict encoder; passed the gate on the holdout")
     console.print(
         f"the gate passed v{version.version}: holdout accuracy {metrics['accuracy']:.3f}, the same as v{retrained}'s "
         f"(the holdout was drawn before the {NEW_PLAN!r} plan launched); canary v{version.version}:"
@@ -447,6 +429,26 @@ def _fails_in_production(state: DemoState, rollout: Rollout) -> tuple[int, Any, 
     _wait_applied(rollout, info.revision)
     time.sleep(0.5)  # requests in flight at the switch finish on the version that took them
     return version.version, info, rollout.traffic.snapshot() - before, took
+
+
+def _start_canary(state: DemoState, version: int, *, reason: str, require_labels: bool = False) -> None:
+    """Start the canary of ``version`` on the demo endpoint, gated on the holdout.
+
+    A retrained model is *meant* to predict differently after drift: it is judged on errors, latency and online
+    accuracy from the labels logged through monitoring, not on whether its predictions moved.
+    """
+    from mlpilot.deploy import AnalysisConfig
+
+    analysis = AnalysisConfig(
+        min_samples=100,
+        min_labels=100,
+        require_labels=require_labels,
+        on_prediction_shift="ignore",
+        latency_tolerance=0.5,
+    )
+    state.deployments.start_canary(
+        ENDPOINT, version, analysis=analysis, holdout=_holdout(state), actor="demo", reason=reason
+    )
 
 
 def _this_week(state: DemoState, count: int) -> Any:
