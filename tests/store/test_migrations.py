@@ -62,3 +62,20 @@ def test_many_processes_opening_a_new_store_at_once_all_succeed(db_url: str) -> 
 def test_unsupported_database_url_names_the_setting(url: str) -> None:
     with pytest.raises(ConfigError, match="MLPILOT_DB_URL"):
         Store(url)
+
+
+def test_a_store_migrated_by_a_newer_mlpilot_is_refused_with_a_clear_error(db_url: str) -> None:
+    from mlpilot.errors import StoreError
+
+    first = Store(db_url)
+    with first.write() as s:
+        s.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    first.close()
+    with pytest.raises(StoreError, match=r"schema revision '9999_from_the_future'.*Upgrade mlpilot") as caught:
+        Store(db_url)
+    assert caught.value.details == {"revision": "9999_from_the_future", "head": head_revision()}
+    # nothing was changed: the newer mlpilot still finds its own revision
+    check = Store(db_url, migrate=False)
+    with check.read() as s:
+        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999_from_the_future"
+    check.close()

@@ -13,9 +13,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from filelock import FileLock
 from sqlalchemy import Connection, Engine, text
 
+from mlpilot.errors import StoreError
 from mlpilot.store.engine import IMMEDIATE, sqlite_path
 
 __all__ = ["current_revision", "head_revision", "upgrade"]
@@ -40,9 +42,30 @@ def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-def _upgrade_locked(conn: Connection) -> None:
-    if current_revision(conn) == head_revision():
+def _refuse_unknown(conn: Connection, revision: str | None) -> None:
+    """A database migrated by a newer mlpilot than this one: say so, instead of Alembic's "Can't locate revision"."""
+    if revision is None:
         return
+    try:
+        if ScriptDirectory.from_config(_config()).get_revision(revision) is not None:
+            return
+    except CommandError:  # "Can't locate revision"
+        pass
+    url = conn.engine.url.render_as_string(hide_password=True)
+    raise StoreError(
+        f"the metadata store {url} is at schema revision {revision!r}, which this mlpilot does not know (its newest "
+        f"is {head_revision()!r}): a newer mlpilot migrated it. Upgrade mlpilot (pip install -U mlpilot) "
+        "or use another database (MLPILOT_DB_URL)",
+        revision=revision,
+        head=head_revision(),
+    )
+
+
+def _upgrade_locked(conn: Connection) -> None:
+    revision = current_revision(conn)
+    if revision == head_revision():
+        return
+    _refuse_unknown(conn, revision)
     cfg = _config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
@@ -51,8 +74,10 @@ def _upgrade_locked(conn: Connection) -> None:
 def upgrade(engine: Engine) -> None:
     """Bring the schema at ``engine`` to the newest revision; a no-op when it is there already."""
     with engine.connect() as conn:
-        if current_revision(conn) == head_revision():
+        revision = current_revision(conn)
+        if revision == head_revision():
             return
+        _refuse_unknown(conn, revision)
     path = sqlite_path(str(engine.url))
     if engine.dialect.name == "sqlite":
         lock = FileLock(str(path) + ".migrate.lock") if path is not None else None

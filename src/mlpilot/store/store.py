@@ -39,7 +39,11 @@ class Store:
             try:
                 upgrade(self.engine)
             except OperationalError as exc:
+                self.engine.dispose()
                 raise StoreError(f"cannot open metadata store {self.safe_url}: {exc.orig}") from exc
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     @property
     def safe_url(self) -> str:
