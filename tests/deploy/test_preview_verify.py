@@ -227,3 +227,20 @@ def _closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_verification_longer_than_the_clients_timeout_still_returns_over_rest(env: Env) -> None:
+    # 30 smoke requests to a model that sleeps 60 ms a call take at least 1.8 s on the server: longer than this
+    # client's 1 s timeout, which holds for ordinary calls but not for the verification's answer.
+    name, revision = _preview(env, SLOW, budget_ms=ROOMY_BUDGET_MS, skip_gate=True)
+    transport = HttpTransport(env.control.url, timeout=1.0)
+    try:
+        with _plane(env, name, revision) as running:
+            result = RestDeployments(transport).verify_preview(name, running.url, requests=30, reason="slow smoke")
+    finally:
+        transport.close()
+    assert (result.passed, result.requests, result.answered) == (True, 30, 30)
+    assert result.p99_ms is not None
+    assert result.p99_ms >= 60
+    assert env.deployments.history(name)[-1].action == "preview_verified"
+    env.deployments.rollback(name, reason="leave the champion where the other tests expect it")

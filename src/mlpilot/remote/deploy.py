@@ -199,7 +199,10 @@ class RestDeployments:
             "timeout": timeout,
             "reason": reason,
         }
-        return PreviewVerification.model_validate(self.transport.request("POST", _path(name, "/verify"), json=body))
+        # The server sends the smoke requests one after another, each allowed ``timeout`` seconds, and ends by
+        # itself; its answer can take longer than the transport's usual timeout.
+        doc = self.transport.request("POST", _path(name, "/verify"), json=body, wait_long=True)
+        return PreviewVerification.model_validate(doc)
 
     def advance(
         self,

@@ -58,8 +58,21 @@ class HttpTransport:
             body = response.text
         raise error_from_payload(response.status_code, body)
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
-        response = self._send(method, path, json=json, params=params)
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        wait_long: bool = False,
+    ) -> Any:
+        """``wait_long``: the call takes long on the server by design and the server bounds it itself; wait for
+        its answer however long it takes (connecting is still held to the transport's timeout)."""
+        extra: dict[str, Any] = {}
+        if wait_long:
+            extra["timeout"] = httpx.Timeout(self._client.timeout.connect, read=None)
+        response = self._send(method, path, json=json, params=params, **extra)
         self._raise_for(response)
         if not response.content:
             return None
