@@ -263,3 +263,24 @@ def test_a_run_without_reports_shows_no_leakage_line(live_server: Any) -> None:
     assert "plain" in result.output
     assert "leakage" not in result.output
     assert isinstance(live_server.client.get_run(run.id).inputs[0].dataset, DatasetInfo)
+
+
+def test_a_model_registered_from_the_run_carries_the_report_in_its_lineage(
+    service: TrackingService, run_artifacts: FsspecArtifactStore
+) -> None:
+    from mlpilot.registry import NewModelVersion, RegistryService
+
+    ts = training_set()
+    with_report = _log(service, run_artifacts, ts.data)
+    without = _log(service, run_artifacts, ts.data.replace_schema_metadata(None))
+    registry = RegistryService(service.store)
+    versions = [
+        registry.create_model_version(
+            "leaky", NewModelVersion(flavor="pyfunc", artifact_sha256=f"{i:064x}", artifact_size=1, run_id=run_id)
+        )
+        for i, run_id in enumerate((with_report, without), start=1)
+    ]
+    [reported], [bare] = (v.lineage["datasets"] for v in versions)
+    assert reported["leakage_report"] == ts.report.to_dict()
+    assert "leakage_report" not in bare
+    assert registry.get_model_version("leaky", 1).lineage == versions[0].lineage

@@ -481,15 +481,18 @@ class RegistryService:
     @staticmethod
     def _run_datasets(session: Session, run_id: str) -> list[dict[str, Any]]:
         rows = session.execute(
-            select(Dataset, RunInput.context)
+            select(Dataset, RunInput.context, RunInput.leakage_report)
             .join(RunInput, RunInput.dataset_id == Dataset.id)
             .where(RunInput.run_id == run_id)
             .order_by(Dataset.id)
         ).all()
-        return [
-            {"id": d.id, "name": d.name, "digest": d.digest, "num_rows": d.num_rows, "context": context}
-            for d, context in rows
-        ]
+        found: list[dict[str, Any]] = []
+        for d, context, leakage in rows:
+            entry = {"id": d.id, "name": d.name, "digest": d.digest, "num_rows": d.num_rows, "context": context}
+            if leakage is not None:  # a point-in-time training set: how it was joined travels with the model
+                entry["leakage_report"] = leakage
+            found.append(entry)
+        return found
 
     @staticmethod
     def _aliases_of(session: Session, version_ids: list[int]) -> dict[int, list[str]]:
