@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mlpilot.errors import InvalidInputError
+from mlpilot.features._remote import is_remote, remote_filesystem
 from mlpilot.features.catalog import Definitions, FeaturesArg, resolve_features
 from mlpilot.features.lookup_log import LOOKUP_METADATA_KEY
 from mlpilot.features.sources import ParquetSource
@@ -159,11 +160,18 @@ def _read(log: str | Path | Sequence[str | Path], model: str | None = None) -> A
         files = [f for f in files if _partition(f, "model") in (None, model)]
         if not files:
             raise InvalidInputError(f"log: no prediction log files of model {model!r} there", field="log")
-    tables = [pq.read_table(f) for f in files]
+    tables = [_read_file(pq, f) for f in files]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except pa.ArrowInvalid as exc:
         raise InvalidInputError(f"log: the log files do not share one schema: {exc}", field="log") from exc
+
+
+def _read_file(pq: Any, path: str) -> Any:
+    """One log file, local or on object storage (``s3://``, through the same filesystem as the sources)."""
+    if is_remote(path):
+        return pq.read_table(path.split("://", 1)[1], filesystem=remote_filesystem(path))
+    return pq.read_table(path)
 
 
 def _from_lookups(
