@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,11 +57,18 @@ def _mlpilot(args: list[str], home: Path, log: Path) -> subprocess.Popen[bytes]:
 
 @contextmanager
 def stack(
-    name: str, versions: int = 2, *, poll_interval: float = 0.2, threads: int = 0, model: str = "logistic"
+    name: str,
+    versions: int = 2,
+    *,
+    poll_interval: float = 0.2,
+    threads: int = 0,
+    model: str = "logistic",
+    serve_options: Sequence[str] = (),
 ) -> Iterator[Stack]:
     """A control plane with ``versions`` versions of a small scikit-learn model registered as ``name``, a
     deployment ``name`` serving version 1, and a data plane following it. ``model="boosted"`` registers
-    gradient-boosted trees instead (about a millisecond per call rather than tens of microseconds)."""
+    gradient-boosted trees instead (about a millisecond per call rather than tens of microseconds).
+    ``serve_options`` are more options of ``mlpilot deploy serve`` (e.g. ``--shadow busy_share=1``)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
@@ -91,6 +98,7 @@ def stack(
             serve_args = ["deploy", "serve", name, "--control-plane", control, "--port", str(sport)]
             # no access log: the published figures were measured without one (a data plane writes one by default)
             serve_args += ["--poll-interval", str(poll_interval), "--threads", str(threads), "--no-access-log"]
+            serve_args += list(serve_options)
             procs.append(_mlpilot(serve_args, home / "serve", home / "serve.log"))
             serve = f"http://127.0.0.1:{sport}"
             wait_http(f"{serve}/v2/health/ready", procs[1])

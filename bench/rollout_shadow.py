@@ -10,7 +10,7 @@ machine the noise of identical phases is of the same order, so the spread says h
 The shadow report's mirrored and skipped counts show how much of the shadow work ran.
 
 Run:  .venv/bin/python bench/rollout_shadow.py [--rate 200] [--seconds 5] [--pairs 8] [--threads 0]
-                                             [--model logistic|boosted]
+                                             [--model logistic|boosted] [--shadow KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -70,12 +70,23 @@ def main() -> None:
         default="logistic",
         help="logistic regression (~0.1 ms a call) or gradient-boosted trees (~2 ms a call)",
     )
+    parser.add_argument(
+        "--shadow",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a shadow-lane setting of the data plane (mlpilot deploy serve --shadow), repeatable",
+    )
     args = parser.parse_args()
     name = "churn"
+    serve_options = [item for setting in args.shadow for item in ("--shadow", setting)]
     pairs: list[tuple[tuple[float, float], tuple[float, float]]] = []  # ((p50, p99) off, (p50, p99) on)
     mirrored = skipped = requests = 0
     load_before = os.getloadavg()
-    with stack(name, threads=args.threads, model=args.model) as s, Driver(s.serve_url, name, rate=args.rate) as load:
+    with (
+        stack(name, threads=args.threads, model=args.model, serve_options=serve_options) as s,
+        Driver(s.serve_url, name, rate=args.rate) as load,
+    ):
         api = RestDeployments(HttpTransport(s.control_url))
         time.sleep(2)
         shadowing = False
@@ -121,6 +132,7 @@ def main() -> None:
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)"
     )
     print(f"model: {args.model}, version 2 shadowing version 1 (same size)")
+    print(f"shadow lane: {', '.join(args.shadow) or 'defaults'}")
     print(
         f"load: {args.rate:g} req/s open loop, {args.pairs} pairs of {args.seconds:g} s, threads {args.threads or 'default'}"
     )

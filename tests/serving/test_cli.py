@@ -38,6 +38,12 @@ def _free_port() -> int:
         (("ghost@champion",), 3, "ghost"),
         (("a/1", "--max-batch-size", "0"), 78, "batching.max_batch_size"),
         (("a/1", "--config", "missing.toml"), 2, "not both"),
+        (("a/1", "--shadow", "busy_share=2"), 78, "shadow.busy_share: Input should be less than or equal to 1"),
+        (("a/1", "--shadow", "max_queue=lots"), 2, "--shadow max_queue: expected a number, got 'lots'"),
+        (("a/1", "--shadow", "busy_share"), 2, "--shadow: expected KEY=VALUE"),
+        (("a/1", "--shadow", "no_such_knob=1"), 78, "shadow.no_such_knob: Extra inputs are not permitted"),
+        # a following server checks its options before it asks the control plane for anything
+        (("--follow", "x", "--control-plane", "http://127.0.0.1:9", "--shadow", "max_rest_ms=-1"), 78, "max_rest_ms"),
     ],
 )
 def test_errors_are_one_line(args: tuple[str, ...], code: int, message: str) -> None:
@@ -89,3 +95,24 @@ def test_serve_a_registered_model(tmp_path: Path, cancer: Any, cancer_model: Any
     assert any(a["request_id"] == response.headers["x-request-id"] and a["status"] == 200 for a in access)
     segments = list((home / "predictions" / "model=cancer" / "version=1").rglob("*.parquet"))
     assert segments, "the prediction log was not flushed at shutdown"
+
+
+def test_shadow_options_reach_the_serving_config() -> None:
+    from mlpilot.cli.serve import config_overrides
+    from mlpilot.serving import ServeConfig
+
+    overrides = config_overrides(
+        threads=None,
+        max_batch_size=None,
+        max_wait_ms=None,
+        max_queue_size=None,
+        queue_timeout_ms=None,
+        log_sample_rate=None,
+        log_url=None,
+        no_prediction_log=False,
+        no_access_log=False,
+        shadow=("busy_share=0.02", "max_batch_rows=32"),
+    )
+    config = ServeConfig.from_dict({"models": [{"ref": "a/1"}], **overrides})
+    settings = config.shadow.settings()
+    assert (settings.busy_share, settings.max_batch_rows, settings.max_queue) == (0.02, 32, 256)

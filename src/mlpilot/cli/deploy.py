@@ -438,6 +438,7 @@ def serve(
     no_prediction_log: bool,
     no_access_log: bool,
     no_pickle: bool,
+    shadow: tuple[str, ...],
 ) -> None:
     """Serve deployments NAMES, following the control plane (routing, canaries, shadows, rollbacks).
 
@@ -460,6 +461,7 @@ def serve(
             log_url=log_url,
             no_prediction_log=no_prediction_log,
             no_access_log=no_access_log,
+            shadow=shadow,
         ),
         no_pickle=no_pickle,
     )

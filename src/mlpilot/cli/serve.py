@@ -110,6 +110,13 @@ def server_options(func: Any) -> Any:
         click.option("--no-prediction-log", is_flag=True, help="Do not log predictions."),
         click.option("--no-access-log", is_flag=True, help="Do not write an access-log line per request."),
         click.option("--no-pickle", is_flag=True, help="Refuse pickled Python models (the pyfunc flavor)."),
+        click.option(
+            "--shadow",
+            "shadow",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A shadow-lane setting ([serve.shadow]), e.g. --shadow busy_share=0.01; repeatable.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -152,6 +159,7 @@ def config_overrides(
     log_url: str | None,
     no_prediction_log: bool,
     no_access_log: bool,
+    shadow: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The serving-config fields the command line sets (only those given)."""
     batching = {
@@ -168,7 +176,33 @@ def config_overrides(
     }
     if no_access_log:
         out["access_log"] = False
+    if shadow:
+        out["shadow"] = shadow_settings(shadow)
     return {k: v for k, v in out.items() if v is not None}
+
+
+def shadow_settings(pairs: tuple[str, ...]) -> dict[str, int | float]:
+    """``--shadow KEY=VALUE`` options as a ``[serve.shadow]`` table (the serving config checks keys and ranges).
+
+    >>> shadow_settings(("busy_share=0.01", "max_queue=64"))
+    {'busy_share': 0.01, 'max_queue': 64}
+    """
+    out: dict[str, int | float] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key or not raw:
+            raise InvalidInputError(f"--shadow: expected KEY=VALUE, got {pair!r}", field="shadow")
+        try:
+            out[key] = int(raw)
+        except ValueError:
+            try:
+                out[key] = float(raw)
+            except ValueError:
+                raise InvalidInputError(
+                    f"--shadow {key}: expected a number, got {raw!r}", field=f"shadow.{key}"
+                ) from None
+    return out
 
 
 def follow_deployments(
@@ -280,6 +314,7 @@ def serve(
     no_prediction_log: bool,
     no_access_log: bool,
     no_pickle: bool,
+    shadow: tuple[str, ...],
     url: str | None,
 ) -> None:
     """Serve registered models: REFS like churn@champion or fraud/3 (or --config FILE), or the deployments
@@ -329,6 +364,7 @@ def serve(
                 log_url=log_url,
                 no_prediction_log=no_prediction_log,
                 no_access_log=no_access_log,
+                shadow=shadow,
             ),
             no_pickle=no_pickle,
         )
@@ -368,6 +404,7 @@ def serve(
                 **{k: v for k, v in batching.items() if v is not None},
             },
             "log": {**config.log.model_dump(), **{k: v for k, v in log.items() if v is not None}},
+            "shadow": {**config.shadow.model_dump(), **shadow_settings(shadow)},
         },
         source="mlpilot serve",
     )

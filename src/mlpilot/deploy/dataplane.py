@@ -109,7 +109,7 @@ def build_data_plane(
 
     if not names:
         raise ConfigError("name at least one deployment to serve", key="names")
-    docs = _initial_documents(control_url, names, token, initial_config)
+    # the options are checked first: a mistyped one is reported as such, reachable control plane or not
     base = ServeConfig.from_dict(
         {
             "models": [{"ref": "placeholder/1"}],
@@ -122,6 +122,7 @@ def build_data_plane(
         },
         source="mlpilot deploy serve",
     )
+    docs = _initial_documents(control_url, names, token, initial_config)
     server = ModelServer(
         serve_config_for(base, docs, features),
         source,
