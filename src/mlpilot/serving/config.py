@@ -124,11 +124,11 @@ class ShadowConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_queue: int = Field(default=256, ge=1, le=1_000_000)
-    max_batch_rows: int = Field(default=256, ge=1, le=1_000_000)
+    max_batch_rows: int = Field(default=64, ge=1, le=1_000_000)
     max_wait_ms: float = Field(default=200.0, ge=0, le=600_000)
     deadline_ms: float = Field(default=1000.0, gt=0, le=600_000)
     live_grace_ms: float = Field(default=5.0, ge=0, le=60_000)
-    busy_share: float = Field(default=0.005, gt=0, le=1)
+    busy_share: float = Field(default=1.0, gt=0, le=1)
     max_rest_ms: float = Field(default=1000.0, ge=0, le=600_000)
 
     @model_validator(mode="after")
