@@ -319,3 +319,30 @@ def test_a_lane_resting_no_longer_than_max_rest_ms_runs_the_next_batch(plane_wit
         assert _predict(client, [2.0, 0.0, 0.0]).status_code == 200
         wait_for(lambda: plane.shadow_stats().requests == 2, "the second mirror to run")
     assert shadow.calls == calls_before + 2
+
+
+def test_a_finished_shadow_batch_answers_only_once_no_live_request_is_in_flight(
+    plane_with: Callable[..., Plane],
+) -> None:
+    plane = plane_with()
+    primary, shadow = plane.models["v1"], plane.models["v2"]
+    lane = plane.server.repository.shadow
+    shadow.close_gate()
+    with httpx.Client(base_url=plane.url, timeout=60) as client, ThreadPoolExecutor(1) as pool:
+        assert _predict(client, [1.0, 0.0, 0.0]).status_code == 200
+        assert shadow.entered.wait(60)  # the mirror's shadow call runs, and blocks
+        primary.close_gate()
+        live = pool.submit(_predict, client, [2.0, 0.0, 0.0])
+        assert primary.entered.wait(60)  # a live request is in flight, inside the primary model
+        shadow.gate.set()
+        # The shadow call ends, but its answer (and the router's work on it) waits for the live request.
+        wait_for(lambda: plane.on_loop(lambda: lane.held) == 1, "the shadow answer to be held back")
+        assert plane.shadow_stats().requests == 0
+        assert not live.done()
+        primary.gate.set()
+        assert live.result(60).status_code == 200
+        # the held answer goes out, then the live request's own mirror runs
+        wait_for(lambda: plane.shadow_stats().requests == 2, "the held answer and the next mirror to go out")
+    assert plane.on_loop(lambda: lane.held) == 0
+    stats = plane.shadow_stats()
+    assert (stats.paired, stats.agreed, stats.dropped) == (2, 2, 0)

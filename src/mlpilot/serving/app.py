@@ -216,6 +216,20 @@ class ServingApp:
     async def _predict(
         self, scope: Scope, receive: Receive, send: Send, protocol: str, name: str, version_text: str | None
     ) -> None:
+        if SHADOW_SCOPE_KEY in scope:
+            await self._handle_predict(scope, receive, send, protocol, name, version_text)
+            return
+        # The shadow lane hands out mirrored answers (and starts shadow batches) only between live requests.
+        lane = self.repo.shadow
+        lane.live_request_started()
+        try:
+            await self._handle_predict(scope, receive, send, protocol, name, version_text)
+        finally:
+            lane.live_request_finished()
+
+    async def _handle_predict(
+        self, scope: Scope, receive: Receive, send: Send, protocol: str, name: str, version_text: str | None
+    ) -> None:
         started = time.perf_counter()
         arrived_ms = time.time_ns() // 1_000_000
         request_id: str | None = None
