@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -264,6 +265,8 @@ def test_a_shadow_lane_setting_out_of_range_names_its_key() -> None:
         ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"max_queue": 0}})
     with pytest.raises(ConfigError, match=r"shadow\.deadline_ms"):
         ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"deadline_ms": -1}})
+    with pytest.raises(ConfigError, match=r"shadow\.nice"):
+        ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"nice": 20}})
     with pytest.raises(ConfigError, match=r"shadow\.busy_share"):
         ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"busy_share": 0}})
     with pytest.raises(ConfigError, match=r"max_wait_ms .* must be below deadline_ms"):
@@ -346,3 +349,18 @@ def test_a_finished_shadow_batch_answers_only_once_no_live_request_is_in_flight(
     assert plane.on_loop(lambda: lane.held) == 0
     stats = plane.shadow_stats()
     assert (stats.paired, stats.agreed, stats.dropped) == (2, 2, 0)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are a Linux feature")
+@pytest.mark.parametrize("nice", [19, 0])
+def test_the_shadow_thread_runs_at_a_lower_cpu_priority(plane_with: Callable[..., Plane], nice: int) -> None:
+    import os
+
+    before = {t.native_id for t in threading.enumerate() if t.name.startswith("mlpilot-shadow")}
+    plane_with(nice=nice)
+    [tid] = [
+        t.native_id for t in threading.enumerate() if t.name.startswith("mlpilot-shadow") and t.native_id not in before
+    ]
+    assert tid is not None
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, base + nice)
