@@ -101,18 +101,8 @@ def test_shadow_options_reach_the_serving_config() -> None:
     from mlpilot.cli.serve import config_overrides
     from mlpilot.serving import ServeConfig
 
-    overrides = config_overrides(
-        threads=None,
-        max_batch_size=None,
-        max_wait_ms=None,
-        max_queue_size=None,
-        queue_timeout_ms=None,
-        log_sample_rate=None,
-        log_url=None,
-        no_prediction_log=False,
-        no_access_log=False,
-        shadow=("busy_share=0.02", "max_batch_rows=32"),
-    )
+    overrides = config_overrides(threads=1, shadow=("busy_share=0.02", "max_batch_rows=32"))
     config = ServeConfig.from_dict({"models": [{"ref": "a/1"}], **overrides})
     settings = config.shadow.settings()
     assert (settings.busy_share, settings.max_batch_rows, settings.max_queue) == (0.02, 32, 256)
+    assert config.inference_threads == 1

@@ -150,15 +150,15 @@ def follow_options(func: Any) -> Any:
 
 def config_overrides(
     *,
-    threads: int | None,
-    max_batch_size: int | None,
-    max_wait_ms: float | None,
-    max_queue_size: int | None,
-    queue_timeout_ms: float | None,
-    log_sample_rate: float | None,
-    log_url: str | None,
-    no_prediction_log: bool,
-    no_access_log: bool,
+    threads: int | None = None,
+    max_batch_size: int | None = None,
+    max_wait_ms: float | None = None,
+    max_queue_size: int | None = None,
+    queue_timeout_ms: float | None = None,
+    log_sample_rate: float | None = None,
+    log_url: str | None = None,
+    no_prediction_log: bool = False,
+    no_access_log: bool = False,
     shadow: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The serving-config fields the command line sets (only those given)."""
