@@ -14,13 +14,13 @@ requests to this lane instead of their model's batcher:
   ``live_grace_ms`` after the call started (then it runs alongside): two model calls fighting over the GIL and
   the cores slow each other down far more than a short wait costs (measured in ``bench/rollout_shadow.py``).
 - **Lower CPU priority.** The worker thread runs at ``nice`` (19) steps below the server's priority (Linux), so
-  that when the cores are busy the scheduler runs live work first (measured: the callers' added p99 for a
-  ~2 ms model went from +4.2/+6.5 ms to +1.5/+2.6 ms).
+  that when the cores are busy the scheduler runs live work first (measured on ``bench/rollout_shadow.py``,
+  single noisy runs: a ~2 ms model's added p99 +1.5/+2.6/+4.7 ms with it, +4.2/+6.5 ms without).
 - **Answers between live requests.** The server tells the lane when it starts and ends handling each live
   request. A shadow batch starts only while none is in flight, and the answers of a finished one are handed out
   only while none is in flight, one per pass of the event loop: each answer wakes a handler that encodes a
   response and the router that compares it, Python work that would otherwise run between the steps of a live
-  request (measured: the callers' added p99 went from +1.8 ms to +0.6-0.7 ms for a small model). Answers held
+  request (measured: a small model's added p99 went from +1.8 ms to +0.6-0.8 ms in 3 of 4 runs). Answers held
   longer than ``deadline_ms`` go out anyway.
 - **Few, short batches.** A model call costs about the same for 1 row as for 64 (scikit-learn: 0.2 ms for a
   logistic regression, 2 ms for 200 boosted trees, either way), and every shadow call is a window in which a live
