@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mlpilot.artifacts import ArtifactStore, open_artifact_store
+from mlpilot.artifacts import ArtifactStore, artifact_store_from_settings
 from mlpilot.config import Settings, load_settings
 from mlpilot.deploy import Deployments, DeploymentsBackend
 from mlpilot.features.service import FeatureStoreBackend
@@ -81,8 +81,7 @@ class Client:
             self.store = store
             self.tracking = TrackingService(store)
             self.registry = RegistryService(store)
-            artifacts_url = artifact_url or self.settings.resolved_artifact_url
-            self.artifacts = open_artifact_store(artifacts_url, **self.settings.storage_options(artifacts_url))
+            self.artifacts = artifact_store_from_settings(self.settings, artifact_url)
             self.deployments = Deployments(store, artifacts=self.artifacts)
             from mlpilot.monitor.backend import default_predictions_url
             from mlpilot.monitor.service import Monitor

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Depends, Request
 
-from mlpilot.artifacts import ArtifactStore, open_artifact_store
+from mlpilot.artifacts import ArtifactStore, artifact_store_from_settings
 from mlpilot.auth import TokenService, role_allows
 from mlpilot.config import Settings
 from mlpilot.deploy import Deployments
@@ -57,13 +57,7 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         store = Store(settings.resolved_db_url, busy_timeout=settings.sqlite_busy_timeout)
-        return cls(
-            store=store,
-            artifacts=open_artifact_store(
-                settings.resolved_artifact_url, **settings.storage_options(settings.resolved_artifact_url)
-            ),
-            settings=settings,
-        )
+        return cls(store=store, artifacts=artifact_store_from_settings(settings), settings=settings)
 
     def close(self) -> None:
         self.monitor.close()

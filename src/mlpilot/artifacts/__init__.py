@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlpilot.artifacts.base import ArtifactStore, sha256_file
 from mlpilot.artifacts.fsstore import FsspecArtifactStore
 from mlpilot.artifacts.paths import safe_name
 
-__all__ = ["ArtifactStore", "FsspecArtifactStore", "open_artifact_store", "safe_name", "sha256_file"]
+if TYPE_CHECKING:
+    from mlpilot.config import Settings
+
+__all__ = [
+    "ArtifactStore",
+    "FsspecArtifactStore",
+    "artifact_store_from_settings",
+    "open_artifact_store",
+    "safe_name",
+    "sha256_file",
+]
+
+
+def artifact_store_from_settings(settings: Settings, url: str | None = None) -> ArtifactStore:
+    """The artifact store at ``url`` (default: the settings' artifact URL) with the settings' storage options,
+    such as ``MLPILOT_S3_ENDPOINT_URL`` for ``s3://`` URLs."""
+    target = url or settings.resolved_artifact_url
+    return open_artifact_store(target, **settings.storage_options(target))
 
 
 def open_artifact_store(url: str, **storage_options: Any) -> ArtifactStore:

@@ -32,15 +32,13 @@ def backend(url: str | None = None) -> DeploymentsBackend:
         transport = HttpTransport(target, token=token)
         _close_with_command(transport.close)
         return RestDeployments(transport)
-    from mlpilot.artifacts import open_artifact_store
+    from mlpilot.artifacts import artifact_store_from_settings
     from mlpilot.deploy import Deployments
     from mlpilot.store import Store
 
     store = Store(target or s.resolved_db_url, busy_timeout=s.sqlite_busy_timeout)
     _close_with_command(store.close)
-    return Deployments(
-        store, artifacts=open_artifact_store(s.resolved_artifact_url, **s.storage_options(s.resolved_artifact_url))
-    )
+    return Deployments(store, artifacts=artifact_store_from_settings(s))
 
 
 def _close_with_command(close: Callable[[], None]) -> None:

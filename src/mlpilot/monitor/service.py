@@ -135,13 +135,11 @@ class Monitor:
     @classmethod
     def from_settings(cls, settings: Settings, *, model_loader: ModelLoader | None = None, **options: Any) -> Monitor:
         """A monitor over the settings' store, artifacts and default prediction log (closes them on ``close``)."""
-        from mlpilot.artifacts import open_artifact_store
+        from mlpilot.artifacts import artifact_store_from_settings
         from mlpilot.monitor.backend import default_predictions_url
 
         store = Store(settings.resolved_db_url, busy_timeout=settings.sqlite_busy_timeout)
-        artifacts = open_artifact_store(
-            settings.resolved_artifact_url, **settings.storage_options(settings.resolved_artifact_url)
-        )
+        artifacts = artifact_store_from_settings(settings)
         monitor = cls(
             store, artifacts, predictions_url=default_predictions_url(settings), model_loader=model_loader, **options
         )
