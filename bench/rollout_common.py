@@ -68,7 +68,7 @@ def stack(
     """A control plane with ``versions`` versions of a small scikit-learn model registered as ``name``, a
     deployment ``name`` serving version 1, and a data plane following it. ``model="boosted"`` registers
     gradient-boosted trees instead (about a millisecond per call rather than tens of microseconds).
-    ``serve_options`` are more options of ``mlpilot deploy serve`` (e.g. ``--shadow busy_share=1``)."""
+    ``serve_options`` are more options of ``mlpilot deploy serve`` (e.g. ``--shadow nice=0``)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 

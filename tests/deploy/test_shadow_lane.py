@@ -267,8 +267,6 @@ def test_a_shadow_lane_setting_out_of_range_names_its_key() -> None:
         ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"deadline_ms": -1}})
     with pytest.raises(ConfigError, match=r"shadow\.nice"):
         ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"nice": 20}})
-    with pytest.raises(ConfigError, match=r"shadow\.busy_share"):
-        ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"busy_share": 0}})
     with pytest.raises(ConfigError, match=r"max_wait_ms .* must be below deadline_ms"):
         ServeConfig.from_dict({"models": [{"ref": "churn/1"}], "shadow": {"max_wait_ms": 500, "deadline_ms": 400}})
 
@@ -290,38 +288,6 @@ def test_the_shadow_report_counts_skipped_mirrors_apart_from_those_that_ran() ->
     assert (report.mirrored, report.skipped, report.paired) == (40, 60, 40)
     assert report.agreement == 0.75  # computed on the 40 that ran
     assert report.shadow_error_rate == 0.0
-
-
-def test_after_a_shadow_call_the_lane_rests_so_that_shadow_calls_fill_at_most_busy_share_of_the_time(
-    plane_with: Callable[..., Plane],
-) -> None:
-    # Each shadow call takes at least 3 ms, so with busy_share 1e-4 the lane rests at least 3 ms * 9,999 = 30 s
-    # after one (neither max_rest_ms nor half the deadline cuts it shorter here).
-    plane = plane_with(busy_share=1e-4, max_rest_ms=600_000, deadline_ms=600_000, max_wait_ms=0)
-    shadow = plane.models["v2"]
-    calls_before = shadow.calls
-    with httpx.Client(base_url=plane.url, timeout=60) as client:
-        assert _predict(client, [1.0, 0.0, 0.0]).status_code == 200
-        wait_for(lambda: plane.shadow_stats().requests == 1, "the first mirror to run")
-        for i in range(3):
-            assert _predict(client, [float(i), 0.0, 0.0]).status_code == 200  # live answers are not held up
-        wait_for(lambda: plane.on_loop(lambda: plane.server.repository.shadow.queued) == 3, "mirrors to queue")
-        time.sleep(0.5)  # room for a lane that ignored its rest to run them (the rest is 60x longer)
-        assert plane.on_loop(lambda: plane.server.repository.shadow.queued) == 3
-        assert shadow.calls == calls_before + 1
-        assert plane.shadow_stats().dropped == 0  # resting mirrors wait; they are not skipped
-
-
-def test_a_lane_resting_no_longer_than_max_rest_ms_runs_the_next_batch(plane_with: Callable[..., Plane]) -> None:
-    plane = plane_with(busy_share=1e-4, max_rest_ms=0, max_wait_ms=0)
-    shadow = plane.models["v2"]
-    calls_before = shadow.calls
-    with httpx.Client(base_url=plane.url, timeout=60) as client:
-        assert _predict(client, [1.0, 0.0, 0.0]).status_code == 200
-        wait_for(lambda: plane.shadow_stats().requests == 1, "the first mirror to run")
-        assert _predict(client, [2.0, 0.0, 0.0]).status_code == 200
-        wait_for(lambda: plane.shadow_stats().requests == 2, "the second mirror to run")
-    assert shadow.calls == calls_before + 2
 
 
 def test_a_finished_shadow_batch_answers_only_once_no_live_request_is_in_flight(

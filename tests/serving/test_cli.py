@@ -38,12 +38,12 @@ def _free_port() -> int:
         (("ghost@champion",), 3, "ghost"),
         (("a/1", "--max-batch-size", "0"), 78, "batching.max_batch_size"),
         (("a/1", "--config", "missing.toml"), 2, "not both"),
-        (("a/1", "--shadow", "busy_share=2"), 78, "shadow.busy_share: Input should be less than or equal to 1"),
+        (("a/1", "--shadow", "nice=20"), 78, "shadow.nice: Input should be less than or equal to 19"),
         (("a/1", "--shadow", "max_queue=lots"), 2, "--shadow max_queue: expected a number, got 'lots'"),
-        (("a/1", "--shadow", "busy_share"), 2, "--shadow: expected KEY=VALUE"),
+        (("a/1", "--shadow", "nice"), 2, "--shadow: expected KEY=VALUE"),
         (("a/1", "--shadow", "no_such_knob=1"), 78, "shadow.no_such_knob: Extra inputs are not permitted"),
         # a following server checks its options before it asks the control plane for anything
-        (("--follow", "x", "--control-plane", "http://127.0.0.1:9", "--shadow", "max_rest_ms=-1"), 78, "max_rest_ms"),
+        (("--follow", "x", "--control-plane", "http://127.0.0.1:9", "--shadow", "max_queue=0"), 78, "max_queue"),
     ],
 )
 def test_errors_are_one_line(args: tuple[str, ...], code: int, message: str) -> None:
@@ -101,8 +101,8 @@ def test_shadow_options_reach_the_serving_config() -> None:
     from mlpilot.cli.serve import config_overrides
     from mlpilot.serving import ServeConfig
 
-    overrides = config_overrides(threads=1, shadow=("busy_share=0.02", "max_batch_rows=32"))
+    overrides = config_overrides(threads=1, shadow=("live_grace_ms=2.5", "max_batch_rows=32"))
     config = ServeConfig.from_dict({"models": [{"ref": "a/1"}], **overrides})
     settings = config.shadow.settings()
-    assert (settings.busy_share, settings.max_batch_rows, settings.max_queue) == (0.02, 32, 256)
+    assert (settings.live_grace_ms, settings.max_batch_rows, settings.max_queue) == (2.5, 32, 256)
     assert config.inference_threads == 1

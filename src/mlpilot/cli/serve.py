@@ -115,7 +115,7 @@ def server_options(func: Any) -> Any:
             "shadow",
             multiple=True,
             metavar="KEY=VALUE",
-            help="A shadow-lane setting ([serve.shadow]), e.g. --shadow busy_share=0.01; repeatable.",
+            help="A shadow-lane setting ([serve.shadow]), e.g. --shadow max_queue=512; repeatable.",
         ),
     ]
     for option in reversed(options):
@@ -184,8 +184,8 @@ def config_overrides(
 def shadow_settings(pairs: tuple[str, ...]) -> dict[str, int | float]:
     """``--shadow KEY=VALUE`` options as a ``[serve.shadow]`` table (the serving config checks keys and ranges).
 
-    >>> shadow_settings(("busy_share=0.01", "max_queue=64"))
-    {'busy_share': 0.01, 'max_queue': 64}
+    >>> shadow_settings(("live_grace_ms=2.5", "max_queue=64"))
+    {'live_grace_ms': 2.5, 'max_queue': 64}
     """
     out: dict[str, int | float] = {}
     for pair in pairs:

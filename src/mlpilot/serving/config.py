@@ -128,9 +128,7 @@ class ShadowConfig(BaseModel):
     max_wait_ms: float = Field(default=200.0, ge=0, le=600_000)
     deadline_ms: float = Field(default=1000.0, gt=0, le=600_000)
     live_grace_ms: float = Field(default=5.0, ge=0, le=60_000)
-    busy_share: float = Field(default=1.0, gt=0, le=1)
     nice: int = Field(default=19, ge=0, le=19)
-    max_rest_ms: float = Field(default=1000.0, ge=0, le=600_000)
 
     @model_validator(mode="after")
     def _wait_within_deadline(self) -> ShadowConfig:

@@ -28,13 +28,6 @@ requests to this lane instead of their model's batcher:
   starts once ``max_batch_rows`` rows of one model version are waiting or the oldest has waited ``max_wait_ms``,
   whichever comes first, which makes the windows rare; and never holds more than ``max_batch_rows`` rows (a single
   larger request runs alone), which keeps each one short.
-- **A bounded share of the time, if asked.** With ``busy_share`` below 1, after a shadow call of *d* seconds
-  the lane rests ``d * (1 / busy_share - 1)`` seconds (at most ``max_rest_ms`` or half of ``deadline_ms``), so
-  shadow calls fill at most that share of the time: a slow candidate cannot take more than its share of the
-  cores from live traffic, and the mirrors it cannot keep up with are skipped (counted; the report says what
-  share ran). Off by default (``busy_share = 1``): on ``bench/rollout_shadow.py`` a 0.5% share did not lower
-  the callers' p99, which on a saturated 2-core machine is set by the work of handling each mirrored request
-  rather than by the model calls.
 - **Shed, never queued without bound.** A request beyond ``max_queue`` waiting ones, or one that waited longer
   than ``deadline_ms`` (live traffic left no room), is answered 503 at once and counted in
   ``mlpilot_serve_shadow_skipped_requests_total`` by reason (``full``, ``stale``, ``closed``). The router counts such a
@@ -103,13 +96,8 @@ class ShadowSettings:
     deadline_ms: float = 1000.0
     #: a live batch waits for a running shadow call to end, at most until this long after the call started
     live_grace_ms: float = 5.0
-    #: the most of the time shadow calls may fill: after a call of d seconds the lane rests d * (1 / share - 1)
-    busy_share: float = 1.0
     #: how much lower the shadow thread's CPU priority is than the server's (Linux; 0 = the same, at most 19)
     nice: int = 19
-    #: the longest rest after one shadow call (a single slow call does not stop shadowing for long); the rest is
-    #: also at most half of ``deadline_ms``, so that no mirror goes stale for the rest alone
-    max_rest_ms: float = 1000.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -118,9 +106,7 @@ class ShadowSettings:
             "deadline_ms": 0 < self.deadline_ms <= 600_000,
             "max_wait_ms": 0 <= self.max_wait_ms < self.deadline_ms,
             "live_grace_ms": 0 <= self.live_grace_ms <= 60_000,
-            "busy_share": 0 < self.busy_share <= 1,
             "nice": 0 <= self.nice <= 19,
-            "max_rest_ms": 0 <= self.max_rest_ms <= 600_000,
         }
         for key, ok in checks.items():
             if not ok:
@@ -167,17 +153,6 @@ def _shadow_thread(model_threads: int, nice: int) -> None:
             logger.warning("the shadow lane keeps the server's CPU priority: %s", exc)
 
 
-def _timed(
-    run: Callable[[list[Columns], frozenset[str]], list[Outputs | MlpilotError]],
-    columns: list[Columns],
-    wanted: frozenset[str],
-) -> tuple[list[Outputs | MlpilotError], float]:
-    """``run(columns, wanted)`` and the seconds it took, measured in the thread that ran it."""
-    started = time.perf_counter()
-    results = run(columns, wanted)
-    return results, time.perf_counter() - started
-
-
 class ShadowLane:
     """The server-wide queue and worker thread of mirrored requests; every method runs on the event loop thread
     except :meth:`close`'s wait for the worker."""
@@ -197,8 +172,6 @@ class ShadowLane:
         self._held_timer: asyncio.TimerHandle | None = None
         self._running = False
         self._call_started: float | None = None
-        #: no shadow call starts before this loop time (the rest after the last one)
-        self._rest_until = 0.0
         self._after_call: set[Callable[[], None]] = set()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -316,7 +289,6 @@ class ShadowLane:
             and not self._running
             and not self._live
             and not self._live_requests
-            and now >= self._rest_until
             and (self._rows >= self.settings.max_batch_rows or now >= due)
         ):
             self._start(loop, self._take(), now)
@@ -335,12 +307,8 @@ class ShadowLane:
             return
         oldest = self._queue[0].arrived
         wake = oldest + self.settings.max_wait_ms / 1000.0
-        if self._rows >= self.settings.max_batch_rows:
-            wake = now
-        wake = max(wake, self._rest_until)
         if wake <= now:
             wake = oldest + self.settings.deadline_ms / 1000.0
-        wake = min(wake, oldest + self.settings.deadline_ms / 1000.0)
         if self._timer is not None:
             if self._timer_at == wake:
                 return
@@ -388,7 +356,7 @@ class ShadowLane:
             job.ticket.waited = now - job.arrived
         model = batch[0].batcher.model
         try:
-            fut = loop.run_in_executor(self._executor, _timed, model.run_batch, [j.columns for j in batch], wanted)
+            fut = loop.run_in_executor(self._executor, model.run_batch, [j.columns for j in batch], wanted)
         except RuntimeError:  # the worker was shut down under us
             for job in batch:
                 if not job.future.done():
@@ -397,27 +365,11 @@ class ShadowLane:
         self._running = True
         self._call_started = now
         started = time.perf_counter()
+        fut.add_done_callback(lambda f: self._finish(batch, started, f.exception() or f.result()))
 
-        def done(f: asyncio.Future[tuple[list[Outputs | MlpilotError], float]]) -> None:
-            error = f.exception()
-            if error is None:
-                results, elapsed = f.result()
-                self._finish(batch, elapsed, results)
-            else:
-                self._finish(batch, time.perf_counter() - started, error)
-
-        fut.add_done_callback(done)
-
-    def _finish(self, batch: list[_Job], elapsed: float, results: list[Outputs | MlpilotError] | BaseException) -> None:
-        """``elapsed``: seconds the model call took in the worker thread (the time it shared the GIL and the
-        cores with live work)."""
+    def _finish(self, batch: list[_Job], started: float, results: list[Outputs | MlpilotError] | BaseException) -> None:
+        elapsed = time.perf_counter() - started
         self._call_started = None
-        share = self.settings.busy_share
-        # at most half the deadline: a mirror that arrives as the rest begins still runs when it ends
-        cap = min(self.settings.max_rest_ms, self.settings.deadline_ms / 2) / 1000.0
-        rest = min(elapsed * (1.0 / share - 1.0), cap)
-        assert self._loop is not None
-        self._rest_until = self._loop.time() + rest
         waiting, self._after_call = self._after_call, set()
         for wake in waiting:
             wake()
