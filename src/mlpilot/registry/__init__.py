@@ -29,7 +29,7 @@ from mlpilot.registry.entities import (
 )
 from mlpilot.registry.flavors import FLAVORS, detect_flavor, get_flavor
 from mlpilot.registry.log import log_model
-from mlpilot.registry.predictor import Predictor, load_model
+from mlpilot.registry.predictor import Predictor, load_archive, load_model
 from mlpilot.registry.sample import read_sample, sample_table
 from mlpilot.registry.service import RegistryService
 from mlpilot.registry.signature import Signature, TensorSpec, infer_signature
@@ -51,6 +51,7 @@ __all__ = [
     "detect_flavor",
     "get_flavor",
     "infer_signature",
+    "load_archive",
     "load_model",
     "log_model",
     "parse_model_uri",

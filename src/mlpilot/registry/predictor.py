@@ -26,7 +26,7 @@ from mlpilot.registry.flavors import Handle, get_flavor
 from mlpilot.registry.inputs import conform
 from mlpilot.registry.signature import Signature
 
-__all__ = ["META_FILE", "MODEL_DIR", "Predictor", "load_model"]
+__all__ = ["META_FILE", "MODEL_DIR", "Predictor", "load_archive", "load_model"]
 
 #: the archive's own description, next to the flavor's folder
 META_FILE = "mlpilot-model.json"
@@ -119,8 +119,19 @@ def load_model(
         archive = Path(tmp) / "model.tar.gz"
         artifacts.get_file(info.artifact_sha256, archive)
         # The store verified the digest; checking again keeps us safe with any ArtifactStore.
-        if sha256_file(archive) != info.artifact_sha256:
-            raise IntegrityError(f"the artifact of {info.uri} does not match its SHA-256: refusing to load it")
+        return load_archive(archive, info, allow_pickle=allow_pickle)
+
+
+def load_archive(archive: Path, info: ModelVersionInfo, *, allow_pickle: bool = True) -> Predictor:
+    """Load ``info``'s version from its archive file, already fetched: the file's SHA-256 must match the
+    registry's before a byte of it is parsed (how a shadow worker process loads what the server fetched)."""
+    if info.flavor == "pyfunc" and not allow_pickle:
+        raise PermissionDeniedError(
+            f"{info.uri} is a pickled Python model and allow_pickle=False", field="allow_pickle"
+        )
+    if sha256_file(archive) != info.artifact_sha256:
+        raise IntegrityError(f"the artifact of {info.uri} does not match its SHA-256: refusing to load it")
+    with tempfile.TemporaryDirectory(prefix="mlpilot-model-") as tmp:
         folder = unpack(archive, Path(tmp) / "unpacked")
         handle, _meta = read_archive(folder, info.flavor)
     return Predictor(handle, info, info.signature)

@@ -33,7 +33,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -129,6 +129,8 @@ class ShadowConfig(BaseModel):
     deadline_ms: float = Field(default=1000.0, gt=0, le=600_000)
     live_grace_ms: float = Field(default=5.0, ge=0, le=60_000)
     nice: int = Field(default=19, ge=0, le=19)
+    #: ``process``: candidates the model source can export run in a worker process; ``thread``: in the server
+    isolation: Literal["process", "thread"] = "process"
 
     @model_validator(mode="after")
     def _wait_within_deadline(self) -> ShadowConfig:

@@ -6,6 +6,7 @@ InvalidInputError                 400
 MlpilotError                      500
 ├── ModelLoadError                500  a version failed to load or warm up: it is refused, the old one serves
 └── PredictionError               500  the model raised on a request (other requests of its batch still run)
+    └── WorkerLostError           500  the shadow worker process died or stopped answering during a batch
 ServiceUnavailableError           503
 └── OverloadedError               503  queue full or latency budget unmeetable: retry after ``retry_after`` s
 """
@@ -22,6 +23,7 @@ __all__ = [
     "OverloadedError",
     "PredictionError",
     "RequestTooLargeError",
+    "WorkerLostError",
     "input_error",
 ]
 
@@ -43,6 +45,10 @@ class ModelLoadError(MlpilotError):
 
 class PredictionError(MlpilotError):
     """The model raised while predicting a request."""
+
+
+class WorkerLostError(PredictionError):
+    """The shadow lane's worker process died or stopped answering while running a batch."""
 
 
 class OverloadedError(ServiceUnavailableError):

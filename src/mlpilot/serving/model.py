@@ -99,6 +99,8 @@ class ServedModel:
         load_seconds: float,
     ) -> None:
         self.name = name
+        #: what the source resolved (a shadow worker process loads the same version from it)
+        self.resolved = resolved
         self.version = resolved.version
         self.digest = resolved.digest
         self.flavor = resolved.flavor

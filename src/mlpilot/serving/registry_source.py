@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mlpilot.errors import ConfigError, ConflictError
@@ -69,9 +70,7 @@ class RegistrySource:
             self._infos[(info.name, info.version)] = info
         return ResolvedModel(info.name, info.version, info.artifact_sha256, info.signature, info.flavor)
 
-    def load(self, model: ResolvedModel) -> Predictor:
-        from mlpilot.registry import load_model
-
+    def _info(self, model: ResolvedModel) -> ModelVersionInfo:
         with self._lock:
             info = self._infos.get((model.name, model.version))
         if info is None:
@@ -81,8 +80,22 @@ class RegistrySource:
                 f"models:/{model.name}/{model.version}: its artifact changed since it was resolved "
                 f"({model.digest[:12]} -> {info.artifact_sha256[:12]})"
             )
-        predictor: Predictor = load_model(info, None, self.artifacts, allow_pickle=self.allow_pickle)
+        return info
+
+    def load(self, model: ResolvedModel) -> Predictor:
+        from mlpilot.registry import load_model
+
+        predictor: Predictor = load_model(self._info(model), None, self.artifacts, allow_pickle=self.allow_pickle)
         return predictor
+
+    def export(self, model: ResolvedModel, folder: Path) -> dict[str, Any]:
+        """Fetch ``model``'s archive (hash verified) into ``folder`` for another process to load with
+        :func:`mlpilot.registry.load_archive`, which verifies it again: what that process needs, as JSON (the
+        shadow lane's worker process; it never sees the store or its credentials)."""
+        info = self._info(model)
+        archive = folder / f"{info.artifact_sha256}.tar.gz"
+        self.artifacts.get_file(info.artifact_sha256, archive)
+        return {"info": info.model_dump(mode="json"), "archive": str(archive), "allow_pickle": self.allow_pickle}
 
     def feature_specs(self, project: str) -> tuple[Mapping[str, Any], ...]:
         """The feature definitions registered in ``project`` (a :data:`~mlpilot.serving.features.FeatureSpecs`)."""

@@ -95,7 +95,12 @@ class ModelRepository:
         self._retiring: set[Deployed] = set()
         self._inline = False
         #: the low-priority lane every batcher hands mirrored requests to
-        self.shadow = ShadowLane(metrics, config.shadow.settings(), model_threads=config.model_threads)
+        self.shadow = ShadowLane(
+            metrics,
+            config.shadow.settings(),
+            model_threads=config.model_threads,
+            exporter=getattr(source, "export", None),
+        )
 
     def allow_inline(self) -> None:
         """Let batchers run a lone cheap request on the event loop thread (its thread pools are limited now)."""
@@ -224,6 +229,7 @@ class ModelRepository:
         with contextlib.suppress(KeyError):
             self._metrics.model_info.remove(name, str(model.version), model.digest)
         logger.info("retired %s version %s", name, model.version)
+        self.shadow.forget(model)
         self._retiring.add(deployed)
         try:
             loop = asyncio.get_running_loop()

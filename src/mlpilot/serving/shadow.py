@@ -6,15 +6,23 @@ caller has its answer. It marks a mirrored request by putting a :class:`ShadowTi
 can set it, so a caller can neither jump a queue nor push anyone else down one. The model server sends marked
 requests to this lane instead of their model's batcher:
 
-- **Own worker thread.** Shadow calls run in one dedicated thread, never in the inference threads that live
-  batches use: a slow or hung candidate can hold up shadow work only.
+- **Own worker process.** A candidate the model source can export (the registry's: :meth:`RegistrySource.export
+  <mlpilot.serving.RegistrySource.export>`) runs in a worker process of its own at the lowest CPU priority
+  (:mod:`mlpilot.serving.shadow_process`): its computing holds neither the server's GIL nor its event loop, so
+  it competes with live requests for the cores only, where the scheduler lets live work go first. The process
+  starts, and loads the version from its hash-verified archive, on the first mirrored request for it, in a
+  thread of its own; until it is ready, mirrors of that version run in the server as below, so none is lost.
+  Columns go there and outputs come back as Arrow IPC over a pipe, never pickled. A version the source cannot
+  export (objects already in memory), or one the worker fails to load, runs in a thread of the server
+  (``isolation = "thread"``: all of them do). Either way one dedicated thread of the server drives shadow calls,
+  never the inference threads that live batches use: a slow or hung candidate can hold up shadow work only.
 - **Live first.** A shadow batch starts only when no live batch is queued or running anywhere in the server, and
   one pass of the event loop after the last one finished, so that the live response is written first. A live
   batch that would start while a shadow call runs waits for that call to end, but never longer than
   ``live_grace_ms`` after the call started (then it runs alongside): two model calls fighting over the GIL and
   the cores slow each other down far more than a short wait costs (measured in ``bench/rollout_shadow.py``).
-- **Lower CPU priority.** The worker thread runs at ``nice`` (19) steps below the server's priority (Linux), so
-  that when the cores are busy the scheduler runs live work first (measured on ``bench/rollout_shadow.py``,
+- **Lower CPU priority.** The worker process and thread run at ``nice`` (19) steps below the server's priority
+  (Linux), so that when the cores are busy the scheduler runs live work first (measured on ``bench/rollout_shadow.py``,
   single noisy runs: a ~2 ms model's added p99 +1.5/+2.6/+4.7 ms with it, +4.2/+6.5 ms without).
 - **Answers between live requests.** The server tells the lane when it starts and ends handling each live
   request. A shadow batch starts only while none is in flight, and the answers of a finished one are handed out
@@ -30,8 +38,8 @@ requests to this lane instead of their model's batcher:
   larger request runs alone), which keeps each one short.
 - **Shed, never queued without bound.** A request beyond ``max_queue`` waiting ones, or one that waited longer
   than ``deadline_ms`` (live traffic left no room), is answered 503 at once and counted in
-  ``mlpilot_serve_shadow_skipped_requests_total`` by reason (``full``, ``stale``, ``closed``). The router counts such a
-  request as *skipped* in the shadow report, never as an error of the candidate.
+  ``mlpilot_serve_shadow_skipped_requests_total`` by reason (``full``, ``stale``, ``closed``). The
+  router counts such a request as *skipped* in the shadow report, never as an error of the candidate.
 
 The time a request waited here is written back on its ticket: the router subtracts it, so the report compares
 the candidate's own latency with the primary's, not the delay we imposed.
@@ -43,23 +51,34 @@ the candidate's own latency with the primary's, not the delay we imposed.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
+import shutil
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mlpilot.errors import ConfigError, MlpilotError
-from mlpilot.serving.errors import OverloadedError
+from mlpilot.serving.errors import OverloadedError, WorkerLostError
 from mlpilot.serving.metrics import ServingMetrics
 from mlpilot.serving.model import Outputs, limit_thread_pools
 from mlpilot.serving.schema import Columns
 
 if TYPE_CHECKING:
     from mlpilot.serving.batching import Batcher
+    from mlpilot.serving.model import ServedModel
+    from mlpilot.serving.shadow_process import ShadowProcess
+    from mlpilot.serving.source import ResolvedModel
+
+    #: a model source's ``export``: a version's archive fetched into a folder, and what loads it (JSON)
+    Exporter = Callable[[ResolvedModel, Path], dict[str, Any]]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +115,10 @@ class ShadowSettings:
     deadline_ms: float = 1000.0
     #: a live batch waits for a running shadow call to end, at most until this long after the call started
     live_grace_ms: float = 5.0
-    #: how much lower the shadow thread's CPU priority is than the server's (Linux; 0 = the same, at most 19)
+    #: how much lower the shadow worker's CPU priority is than the server's (Linux; 0 = the same, at most 19)
     nice: int = 19
+    #: ``process``: candidates the source can export run in a worker process; ``thread``: all in the server
+    isolation: str = "process"
 
     def __post_init__(self) -> None:
         checks = {
@@ -107,6 +128,7 @@ class ShadowSettings:
             "max_wait_ms": 0 <= self.max_wait_ms < self.deadline_ms,
             "live_grace_ms": 0 <= self.live_grace_ms <= 60_000,
             "nice": 0 <= self.nice <= 19,
+            "isolation": self.isolation in ("process", "thread"),
         }
         for key, ok in checks.items():
             if not ok:
@@ -158,9 +180,23 @@ class ShadowLane:
     except :meth:`close`'s wait for the worker."""
 
     def __init__(
-        self, metrics: ServingMetrics, settings: ShadowSettings | None = None, *, model_threads: int = 1
+        self,
+        metrics: ServingMetrics,
+        settings: ShadowSettings | None = None,
+        *,
+        model_threads: int = 1,
+        exporter: Exporter | None = None,
     ) -> None:
         self.settings = settings or ShadowSettings()
+        self._model_threads = model_threads
+        self._exporter = exporter
+        #: the worker process (created in the worker thread on the first version it should run)
+        self.process: ShadowProcess | None = None
+        #: where each version runs: its key in the worker process, or None for a thread of the server
+        self._placed: dict[ServedModel, str | None] = {}
+        self._loading: set[ServedModel] = set()
+        self._forgotten: set[ServedModel] = set()
+        self._keys = itertools.count(1)
         self._skipped = metrics.shadow_skipped
         self._queue: deque[_Job] = deque()
         self._rows = 0
@@ -189,6 +225,10 @@ class ShadowLane:
         # Start the thread (and set its BLAS/OpenMP limits, which takes a few ms holding the GIL) now, at load
         # time, rather than in the middle of live traffic on the first mirrored request.
         self._executor.submit(int).result()
+        #: exports versions and loads them in the worker process, apart from the thread that runs shadow batches
+        self._loader = ThreadPoolExecutor(
+            1, thread_name_prefix="mlpilot-shadow-load", initializer=_shadow_thread, initargs=(1, self.settings.nice)
+        )
 
     # -- live traffic (called by every batcher) ---------------------------------------------------------------
     def live_started(self) -> None:
@@ -256,6 +296,66 @@ class ShadowLane:
         self._idle.clear()
         self._schedule()
         return future
+
+    # -- where a version runs ------------------------------------------------------------------------------
+    def _place(self, model: ServedModel) -> str | None:
+        """The version's key in the worker process, or None to run it in a thread here (for good, or until the
+        worker process has loaded it: the first call starts that)."""
+        try:
+            return self._placed[model]
+        except KeyError:
+            pass
+        if self._exporter is None or self.settings.isolation != "process":
+            self._placed[model] = None
+        elif model not in self._loading and not self._closed:
+            loop = self._loop
+            assert loop is not None
+            self._loading.add(model)
+            future = self._loader.submit(self._load_in_process, model)
+            future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._loaded, model, f))
+        return None
+
+    def _load_in_process(self, model: ServedModel) -> str:
+        """(worker thread) Export ``model`` from the source and load it in the worker process: its key there."""
+        from mlpilot.serving.shadow_process import ShadowProcess
+
+        assert self._exporter is not None
+        if self.process is None:
+            self.process = ShadowProcess(nice=self.settings.nice, model_threads=self._model_threads)
+        key = f"{model.name}/{model.version}/{next(self._keys)}"
+        folder = tempfile.mkdtemp(prefix="mlpilot-shadow-")
+        try:
+            self.process.load(key, self._exporter(model.resolved, Path(folder)), model.name)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return key
+
+    def _loaded(self, model: ServedModel, future: Future[str]) -> None:
+        self._loading.discard(model)
+        exc = future.exception()
+        if exc is not None:
+            detail = exc.message if isinstance(exc, MlpilotError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("shadow %s v%s runs in a thread of the server: %s", model.name, model.version, detail)
+            key = None
+        else:
+            key = future.result()
+        if model in self._forgotten:
+            self._forgotten.discard(model)
+            self._unload(key)
+            return
+        self._placed[model] = key
+
+    def forget(self, model: ServedModel) -> None:
+        """The server no longer serves ``model``: the worker process drops it."""
+        if model in self._loading:
+            self._forgotten.add(model)
+            return
+        self._unload(self._placed.pop(model, None))
+
+    def _unload(self, key: str | None) -> None:
+        process = self.process
+        if key is not None and process is not None and not self._closed:
+            self._loader.submit(process.unload, key)
 
     def _skip(self, model: str, reason: str, detail: str) -> OverloadedError:
         self._skipped.labels(model, reason).inc()
@@ -355,8 +455,14 @@ class ShadowLane:
         for job in batch:
             job.ticket.waited = now - job.arrived
         model = batch[0].batcher.model
+        columns = [j.columns for j in batch]
+        key = self._place(model)
+        if key is not None and self.process is not None:
+            call = functools.partial(self.process.run_batch, key, columns, wanted, model.name, model.version)
+        else:
+            call = functools.partial(model.run_batch, columns, wanted)
         try:
-            fut = loop.run_in_executor(self._executor, model.run_batch, [j.columns for j in batch], wanted)
+            fut = loop.run_in_executor(self._executor, call)
         except RuntimeError:  # the worker was shut down under us
             for job in batch:
                 if not job.future.done():
@@ -377,6 +483,10 @@ class ShadowLane:
         metrics.inference.observe(elapsed)
         metrics.batch_rows.observe(sum(job.rows for job in batch))
         metrics.batch_requests.observe(len(batch))
+        if isinstance(results, WorkerLostError):
+            logger.warning("%s; it starts again on the next mirrored request", results.message)
+            # every version it held is gone with it: the next mirrored request of each loads it again
+            self._placed = {m: k for m, k in self._placed.items() if k is None}
         outcomes: list[Outputs | BaseException]
         outcomes = [results] * len(batch) if isinstance(results, BaseException) else list(results)
         assert self._loop is not None
@@ -438,5 +548,8 @@ class ShadowLane:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._loader.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True)
+        if self.process is not None:
+            self.process.close()
         self._idle.set()

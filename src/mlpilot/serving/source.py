@@ -56,6 +56,11 @@ class ModelSource(Protocol):
       :class:`~mlpilot.errors.NotFoundError` if there is none.
     - ``load(model)`` returns a predictor for that version after verifying its artifact's hash, raising an
       :class:`~mlpilot.errors.MlpilotError` (``IntegrityError`` for corrupt bytes) if it cannot.
+
+    A source may also offer ``export(model, folder) -> dict``: the version's archive fetched into ``folder``
+    and what :func:`mlpilot.registry.load_archive` needs, as JSON (see
+    :meth:`~mlpilot.serving.RegistrySource.export`). With it, the shadow lane runs that version in its own
+    worker process; without it (objects already in memory), in a thread of the server.
     """
 
     def resolve(self, ref: str) -> ResolvedModel: ...

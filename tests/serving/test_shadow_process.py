@@ -1,0 +1,298 @@
+"""The shadow lane's worker process: candidates exported from the registry run in a process of their own, fed
+and answered over a pipe as Arrow IPC; it verifies what it loads, survives bad requests, is restarted when it
+dies, and a real server behind the real traffic router gets the same answers from it as from the model itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from mlpilot.artifacts import FsspecArtifactStore
+from mlpilot.deploy import RouteTable, Variant, VariantStats
+from mlpilot.deploy.router import TrafficRouter
+from mlpilot.errors import MlpilotError
+from mlpilot.registry import RegistryService, log_model
+from mlpilot.serving import ModelServer, RegistrySource, ServeConfig
+from mlpilot.serving.errors import ModelLoadError, PredictionError, WorkerLostError
+from mlpilot.serving.shadow_process import ShadowProcess, decode_arrays, encode_arrays
+from mlpilot.store import Store
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the worker talks over inherited POSIX pipes")
+
+
+def test_arrays_cross_as_arrow_with_their_shapes_and_dtypes() -> None:
+    arrays = {
+        "f64": np.array([0.5, -1.25, np.nan]),
+        "i8": np.array([1, -2, 3], dtype=np.int8),
+        "wide": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "cube": np.arange(24, dtype=np.int64).reshape(3, 2, 4),
+        "flag": np.array([True, False, True]),
+        "text": np.array(["a", None, "ccc"], dtype=object),
+        "fixed": np.array(["x", "yy", "z"]),
+        "when": np.array(["2026-01-01", "2026-06-30", "2027-01-01"], dtype="datetime64[ms]"),
+    }
+    back = decode_arrays(encode_arrays(arrays))
+    assert list(back) == list(arrays)
+    for name, arr in arrays.items():
+        assert back[name].shape == arr.shape, name
+        assert back[name].dtype == arr.dtype, name
+        if arr.dtype.kind == "f":
+            np.testing.assert_array_equal(back[name], arr)
+        else:
+            assert back[name].tolist() == arr.tolist(), name
+
+
+@pytest.fixture
+def registry_source(tmp_path: Path, frame_model: Any, customers: Any, cancer_model: Any, cancer: Any) -> RegistrySource:
+    """``customers`` v1 (a table with a text column) and ``cancer`` v1 (30 floats), in a registry on SQLite."""
+    store = Store(f"sqlite:///{tmp_path / 'meta.db'}")
+    registry = RegistryService(store)
+    artifacts = FsspecArtifactStore(str(tmp_path / "artifacts"))
+    frame, _ = customers
+    X, _ = cancer
+    log_model(frame_model, "customers", registry=registry, artifacts=artifacts, input_example=frame.head(5))
+    log_model(cancer_model, "cancer", registry=registry, artifacts=artifacts, input_example=X[:5])
+    log_model(cancer_model, "cancer", registry=registry, artifacts=artifacts, input_example=X[:5])
+    return RegistrySource(registry, artifacts)
+
+
+@pytest.fixture
+def worker() -> Iterator[ShadowProcess]:
+    process = ShadowProcess(nice=19, model_threads=1)
+    yield process
+    process.close()
+
+
+def _load(worker: ShadowProcess, source: RegistrySource, ref: str, tmp_path: Path, key: str) -> Any:
+    resolved = source.resolve(ref)
+    folder = tmp_path / key
+    folder.mkdir()
+    worker.load(key, source.export(resolved, folder), resolved.name)
+    return resolved
+
+
+def test_the_worker_answers_as_the_model_does_in_the_server(
+    worker: ShadowProcess, registry_source: RegistrySource, tmp_path: Path, customers: Any, frame_model: Any
+) -> None:
+    from mlpilot.serving.model import ServedModel
+
+    resolved = _load(worker, registry_source, "customers/1", tmp_path, "c1")
+    assert worker.pid is not None
+    assert worker.pid != os.getpid()
+    local = ServedModel.prepare("customers", resolved, registry_source.load(resolved))
+    frame, _ = customers
+    batch = [local.schema.from_rows(frame.iloc[i : i + n].to_dict("records")) for i, n in ((0, 3), (3, 1), (4, 7))]
+    wanted = frozenset({"output", "probabilities"})
+    remote = worker.run_batch("c1", batch, wanted, "customers", 1)
+    expected = local.run_batch(batch, wanted)
+    assert len(remote) == 3
+    for got, want in zip(remote, expected, strict=True):
+        assert not isinstance(got, MlpilotError)
+        assert not isinstance(want, MlpilotError)
+        assert got["output"].tolist() == want["output"].tolist()
+        np.testing.assert_allclose(got["probabilities"], want["probabilities"])
+    last = remote[2]
+    assert not isinstance(last, MlpilotError)
+    assert last["probabilities"].shape == (7, 2)
+
+
+def test_one_bad_request_fails_alone_and_the_worker_keeps_serving(
+    worker: ShadowProcess, registry_source: RegistrySource, tmp_path: Path, customers: Any
+) -> None:
+    from mlpilot.registry.signature import Signature
+    from mlpilot.serving.schema import InputSchema
+
+    frame, _ = customers
+    resolved = _load(worker, registry_source, "customers/1", tmp_path, "k")
+    assert isinstance(resolved.signature, Signature)
+    schema = InputSchema.compile(resolved.signature)
+    good = schema.from_rows(frame.head(2).to_dict("records"))
+    bad = schema.from_rows(frame.head(2).to_dict("records"))
+    bad["income"] = np.array([np.nan, 1.0])  # the logistic regression refuses NaN: this request fails alone
+    results = worker.run_batch("k", [good, bad, good], frozenset({"output"}), "customers", 1)
+    assert not isinstance(results[0], MlpilotError)
+    assert not isinstance(results[2], MlpilotError)
+    assert results[0]["output"].shape == (2,)
+    assert results[2]["output"].tolist() == results[0]["output"].tolist()
+    assert isinstance(results[1], PredictionError)
+    assert "NaN" in results[1].message
+    [ok] = worker.run_batch("k", [good], frozenset({"output"}), "customers", 1)
+    assert not isinstance(ok, MlpilotError)
+    assert ok["output"].shape == (2,)
+
+
+def test_the_worker_refuses_an_archive_whose_hash_does_not_match(
+    worker: ShadowProcess, registry_source: RegistrySource, tmp_path: Path
+) -> None:
+    resolved = registry_source.resolve("cancer/1")
+    spec = registry_source.export(resolved, tmp_path)
+    archive = Path(spec["archive"])
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        worker.load("bad", spec, "cancer")
+    assert "bad" not in worker.loaded
+    assert worker.pid is not None  # it refused the model, and lives on
+
+
+def test_a_dead_worker_fails_its_batch_and_a_new_one_starts_on_the_next_load(
+    worker: ShadowProcess, registry_source: RegistrySource, tmp_path: Path, cancer: Any
+) -> None:
+    X, _ = cancer
+    _load(worker, registry_source, "cancer/1", tmp_path, "a")
+    first = worker.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(WorkerLostError, match=r"exited|stopped answering"):
+        worker.run_batch("a", [{"input": X[:2]}], frozenset({"output"}), "cancer", 1)
+    assert worker.loaded == set()
+    _load(worker, registry_source, "cancer/1", tmp_path, "b")
+    assert worker.starts == 2
+    assert worker.pid not in (None, first)
+    [ok] = worker.run_batch("b", [{"input": X[:2]}], frozenset({"output"}), "cancer", 1)
+    assert not isinstance(ok, MlpilotError)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="priorities are read from /proc")
+def test_the_worker_runs_at_a_lower_cpu_priority(
+    worker: ShadowProcess, registry_source: RegistrySource, tmp_path: Path
+) -> None:
+    _load(worker, registry_source, "cancer/1", tmp_path, "k")
+    assert worker.pid is not None
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, base + 19)
+
+
+def test_the_worker_exits_when_the_server_goes_away(registry_source: RegistrySource, tmp_path: Path) -> None:
+    process = ShadowProcess(nice=0, model_threads=1)
+    _load(process, registry_source, "cancer/1", tmp_path, "k")
+    proc = process._proc
+    assert proc is not None
+    os.close(process._send)  # what the server's death does to the pipe
+    process._send = -1
+    assert proc.wait(60) == 0
+    process.close()
+
+
+# -- behind the real router ----------------------------------------------------------------------------------
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def routed(registry_source: RegistrySource) -> Iterator[Callable[..., tuple[str, ModelServer, TrafficRouter]]]:
+    """``cancer`` v1 (primary) and v2 (a 100% shadow of the same model) behind the router, on 127.0.0.1."""
+    import uvicorn
+
+    started: list[tuple[Any, threading.Thread, socket.socket]] = []
+
+    def start(**shadow: Any) -> tuple[str, ModelServer, TrafficRouter]:
+        config = ServeConfig.from_dict(
+            {
+                "models": [{"ref": "cancer/1"}, {"ref": "cancer/2"}],
+                "inference_threads": 1,
+                "refresh_interval": 0,
+                "access_log": False,
+                "log": {"enabled": False},
+                "shadow": {"max_wait_ms": 0, **shadow},
+            }
+        )
+        server = ModelServer(config, registry_source).load()
+        router = TrafficRouter(server.app)
+        variants = [Variant(version=1, role="primary", weight=100), Variant(version=2, role="shadow", weight=100)]
+        router.set_table(RouteTable.build("cancer", variants))
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        uv_config = server.uvicorn_config("127.0.0.1", sock.getsockname()[1])
+        uv_config.app = router
+        uv = uvicorn.Server(uv_config)
+        thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        started.append((uv, thread, sock))
+        _wait_for(lambda: uv.started, "the server to start")
+        return f"http://127.0.0.1:{sock.getsockname()[1]}", server, router
+
+    yield start
+    for uv, thread, sock in started:
+        uv.should_exit = True
+        thread.join(60)
+        sock.close()
+
+
+def _stats(server: ModelServer, router: TrafficRouter) -> VariantStats:
+    import asyncio
+
+    async def read() -> VariantStats:
+        return VariantStats().merge(router.collector.get(("cancer", 0, 0, "v2")))
+
+    assert server.loop is not None
+    return asyncio.run_coroutine_threadsafe(read(), server.loop).result(30)
+
+
+def test_mirrors_run_in_the_worker_process_and_agree_with_the_primary(
+    routed: Callable[..., tuple[str, ModelServer, TrafficRouter]], cancer: Any
+) -> None:
+    url, server, router = routed()
+    lane = server.repository.shadow
+    X, _ = cancer
+    with httpx.Client(base_url=url, timeout=60) as client:
+
+        def predict(i: int) -> None:
+            answer = client.post("/v1/models/cancer:predict", json={"instances": X[i : i + 2].tolist()})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-mlpilot-variant"] == "v1"
+
+        predict(0)  # its mirror runs in the server, and starts the worker loading version 2
+        _wait_for(lambda: lane.process is not None and bool(lane.process.loaded), "the worker to load version 2")
+        assert lane.process is not None
+        pid = lane.process.pid
+        assert pid not in (None, os.getpid())
+        for i in range(20):
+            predict(i)
+        _wait_for(lambda: _stats(server, router).requests == 21, "21 mirrors to run")
+        stats = _stats(server, router)
+        assert (stats.paired, stats.agreed, stats.errors, stats.dropped) == (21, 21, 0, 0)
+        assert lane.process.batches >= 1  # (mirrors wait for company: 20 may make a single batch)
+
+        os.kill(pid, signal.SIGKILL)  # a candidate that crashes its worker costs its own mirrors, nobody else's
+        predict(0)
+        _wait_for(lambda: _stats(server, router).errors == 1, "the lost batch to count as the candidate's error")
+        predict(0)  # it runs in the server, and starts a new worker loading version 2
+        _wait_for(lambda: lane.process is not None and bool(lane.process.loaded), "a new worker to load version 2")
+        assert lane.process.pid != pid
+        assert lane.process.starts == 2
+        for i in range(5):
+            predict(i)
+        _wait_for(lambda: _stats(server, router).agreed == 27, "mirrors to run in the new worker")
+        assert lane.process.batches >= 1
+
+
+def test_thread_isolation_keeps_mirrors_in_the_server(
+    routed: Callable[..., tuple[str, ModelServer, TrafficRouter]], cancer: Any
+) -> None:
+    url, server, router = routed(isolation="thread")
+    X, _ = cancer
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(5):
+            assert (
+                client.post("/v1/models/cancer:predict", json={"instances": X[i : i + 1].tolist()}).status_code == 200
+            )
+    _wait_for(lambda: _stats(server, router).agreed == 5, "5 mirrors to run")
+    assert server.repository.shadow.process is None
+    assert _stats(server, router).dropped == 0
