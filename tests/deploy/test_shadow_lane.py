@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,6 +25,7 @@ from mlpilot.deploy import DeploymentSpec, RolloutData, RouteTable, Variant, Var
 from mlpilot.deploy.router import TrafficRouter
 from mlpilot.errors import ConfigError
 from mlpilot.serving import ModelServer, ServeConfig
+from mlpilot.serving.accesslog import AccessLog
 from mlpilot.serving.testing import InMemorySource
 
 pytest.importorskip("uvicorn")
@@ -108,24 +110,26 @@ def plane_with() -> Iterator[Callable[..., Plane]]:
 
     started: list[tuple[Any, threading.Thread, socket.socket]] = []
 
-    def start(*, threads: int = 1, **shadow: Any) -> Plane:
+    def start(
+        *, threads: int = 1, shadow_example: Any = None, access_log: AccessLog | None = None, **shadow: Any
+    ) -> Plane:
         models = {"v1": Gated(), "v2": Gated(), "other": Gated()}
         source = InMemorySource()
         example = np.ones((2, 3))
         source.add("churn", models["v1"], input_example=example)
-        source.add("churn", models["v2"], input_example=example)
+        source.add("churn", models["v2"], input_example=example if shadow_example is None else shadow_example)
         source.add("other", models["other"], input_example=example)
         config = ServeConfig.from_dict(
             {
                 "models": [{"ref": "churn/1"}, {"ref": "churn/2"}, {"ref": "other/1"}],
                 "inference_threads": threads,
                 "refresh_interval": 0,
-                "access_log": False,
+                "access_log": access_log is not None,
                 "log": {"enabled": False},
                 "shadow": shadow,
             }
         )
-        server = ModelServer(config, source).load()
+        server = ModelServer(config, source, access_log=access_log).load()
         router = TrafficRouter(server.app)
         variants = [Variant(version=1, role="primary", weight=100), Variant(version=2, role="shadow", weight=100)]
         router.set_table(RouteTable.build("churn", variants))
@@ -330,3 +334,28 @@ def test_the_shadow_thread_runs_at_a_lower_cpu_priority(plane_with: Callable[...
     assert tid is not None
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, base + nice)
+
+
+@pytest.mark.parametrize(
+    ("shadow_example", "whole_requests"),
+    [(None, False), (np.ones((2, 3), dtype=np.float32), True)],
+    ids=["same-inputs", "other-inputs"],
+)
+def test_a_shadow_taking_the_same_inputs_gets_the_parsed_request_and_others_the_whole_one(
+    plane_with: Callable[..., Plane], tmp_path: Any, shadow_example: Any, whole_requests: bool
+) -> None:
+    path = tmp_path / "access.log"
+    stream = path.open("wb")  # noqa: SIM115 (the server writes to it until the fixture stops it)
+    plane = plane_with(shadow_example=shadow_example, access_log=AccessLog(stream, flush_interval=0.05))
+    with httpx.Client(base_url=plane.url, timeout=60) as client:
+        for i in range(10):
+            assert _predict(client, [float(i % 3) - 1.0, 0.0, 0.0]).status_code == 200
+    wait_for(lambda: plane.shadow_stats().requests == 10, "10 mirrors to run")
+    stats = plane.shadow_stats()
+    assert (stats.paired, stats.agreed, stats.errors, stats.dropped) == (10, 10, 0, 0)
+    wait_for(lambda: path.read_bytes().count(b"\n") >= (20 if whole_requests else 10), "the access log")
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    mirrored = [line for line in lines if line["request_id"].endswith(":shadow")]
+    # a whole request goes through the server again (and its access log); a parsed one is handed over inside it
+    assert len(mirrored) == (10 if whole_requests else 0)
+    assert all(line["version"] == 2 for line in mirrored)

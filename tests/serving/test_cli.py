@@ -39,7 +39,8 @@ def _free_port() -> int:
         (("a/1", "--max-batch-size", "0"), 78, "batching.max_batch_size"),
         (("a/1", "--config", "missing.toml"), 2, "not both"),
         (("a/1", "--shadow", "nice=20"), 78, "shadow.nice: Input should be less than or equal to 19"),
-        (("a/1", "--shadow", "max_queue=lots"), 2, "--shadow max_queue: expected a number, got 'lots'"),
+        (("a/1", "--shadow", "max_queue=lots"), 78, "shadow.max_queue: Input should be a valid integer"),
+        (("a/1", "--shadow", "isolation=fork"), 78, "shadow.isolation: Input should be 'process' or 'thread'"),
         (("a/1", "--shadow", "nice"), 2, "--shadow: expected KEY=VALUE"),
         (("a/1", "--shadow", "no_such_knob=1"), 78, "shadow.no_such_knob: Extra inputs are not permitted"),
         # a following server checks its options before it asks the control plane for anything

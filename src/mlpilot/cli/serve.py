@@ -181,27 +181,20 @@ def config_overrides(
     return {k: v for k, v in out.items() if v is not None}
 
 
-def shadow_settings(pairs: tuple[str, ...]) -> dict[str, int | float]:
-    """``--shadow KEY=VALUE`` options as a ``[serve.shadow]`` table (the serving config checks keys and ranges).
+def shadow_settings(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--shadow KEY=VALUE`` options as a ``[serve.shadow]`` table; the serving config checks the keys, and
+    converts and checks the values (a number where one is expected, ``isolation=thread``...).
 
-    >>> shadow_settings(("live_grace_ms=2.5", "max_queue=64"))
-    {'live_grace_ms': 2.5, 'max_queue': 64}
+    >>> shadow_settings(("live_grace_ms=2.5", "isolation=thread"))
+    {'live_grace_ms': '2.5', 'isolation': 'thread'}
     """
-    out: dict[str, int | float] = {}
+    out: dict[str, str] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key, raw = key.strip(), raw.strip()
         if not sep or not key or not raw:
             raise InvalidInputError(f"--shadow: expected KEY=VALUE, got {pair!r}", field="shadow")
-        try:
-            out[key] = int(raw)
-        except ValueError:
-            try:
-                out[key] = float(raw)
-            except ValueError:
-                raise InvalidInputError(
-                    f"--shadow {key}: expected a number, got {raw!r}", field=f"shadow.{key}"
-                ) from None
+        out[key] = raw
     return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -31,11 +32,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
+import numpy as np
 import orjson
 
 from mlpilot.deploy.observations import VariantStats
 from mlpilot.deploy.routing import MAX_KEY, RouteTable, key_from_body
-from mlpilot.serving.shadow import SHADOW_SCOPE_KEY, ShadowTicket
+from mlpilot.errors import MlpilotError, ServiceUnavailableError
+from mlpilot.serving.shadow import MIRROR_SCOPE_KEY, SHADOW_SCOPE_KEY, Mirror, MirrorOrder, ShadowTicket
 
 __all__ = ["StatsCollector", "TrafficRouter", "extract_predictions"]
 
@@ -88,6 +91,15 @@ def _same(a: list[Any], b: list[Any]) -> bool:
         elif x != y:
             return False
     return True
+
+
+def _agree(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
+    """Whether two answers to the same rows agree (numbers within a relative 1e-6), as :func:`_same` does."""
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "biuf" and b.dtype.kind in "biuf":
+        return bool(np.allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True))
+    return _same(a.tolist(), b.tolist())
 
 
 class StatsCollector:
@@ -238,6 +250,10 @@ class TrafficRouter:
             body = await self._read_body(receive)
         routed = _rewrite(scope, table, protocol, version)
         routed["headers"] = headers
+        order: MirrorOrder | None = None
+        if mirrors and self._shadow_in_flight < self.max_shadow_in_flight:
+            # the server mirrors the parsed request to shadows that take the same inputs (no second parse)
+            order = routed[MIRROR_SCOPE_KEY] = MirrorOrder(tuple(mirrors))
         variant = f"v{version}".encode()
         status = 500
         chunks: list[bytes] = []
@@ -258,8 +274,13 @@ class TrafficRouter:
         predictions = extract_predictions(payload) if status == 200 else None
         stats = self.collector.get((table.endpoint, table.revision, table.rollout, f"v{version}"))
         stats.record(status=status, latency_ms=elapsed_ms, predictions=predictions or ())
+        direct = {m.version: m for m in order.mirrors} if order is not None else {}
         for shadow in mirrors:
-            self._mirror(scope, headers, body or b"", table, protocol, shadow, predictions)
+            mirror = direct.get(shadow)
+            if mirror is not None:
+                self._watch(mirror, order, table)
+            else:
+                self._mirror(scope, headers, body or b"", table, protocol, shadow, predictions)
 
     @staticmethod
     async def _read_body(receive: Receive) -> bytes:
@@ -287,6 +308,32 @@ class TrafficRouter:
         return replay
 
     # -- shadows ---------------------------------------------------------------------------------------------
+    def _watch(self, mirror: Mirror, order: MirrorOrder | None, table: RouteTable) -> None:
+        """Count a mirror the server made from the parsed request once it is answered (or skipped)."""
+        self._shadow_in_flight += 1
+        key = (table.endpoint, table.revision, table.rollout, f"v{mirror.version}")
+        primary = order.primary if order is not None else None
+        mirror.future.add_done_callback(functools.partial(self._watched, mirror, key, primary))
+
+    def _watched(
+        self, mirror: Mirror, key: StatsKey, primary: np.ndarray[Any, Any] | None, future: asyncio.Future[Any]
+    ) -> None:
+        self._shadow_in_flight -= 1
+        stats = self.collector.get(key)
+        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if isinstance(exc, ServiceUnavailableError):  # shed by the lane (live traffic first): skipped
+            stats.dropped += 1
+            return
+        latency_ms = mirror.elapsed() * 1000
+        if exc is not None:
+            status = exc.http_status if isinstance(exc, MlpilotError) else 500
+            stats.record(status=status, latency_ms=latency_ms)
+            return
+        answer = np.asarray(future.result()[mirror.model.main_output])
+        stats.record(status=200, latency_ms=latency_ms, predictions=answer.tolist())
+        if primary is not None:
+            stats.record_pair(_agree(primary, answer))
+
     def _mirror(
         self,
         scope: Scope,

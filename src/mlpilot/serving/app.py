@@ -18,6 +18,7 @@ Every response carries ``x-request-id`` (the caller's, if it sent one).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -35,10 +36,11 @@ from mlpilot.serving.errors import OverloadedError, PredictionError, RequestTooL
 from mlpilot.serving.metrics import CONTENT_TYPE
 from mlpilot.serving.predlog import LogRecord
 from mlpilot.serving.schema import Columns
-from mlpilot.serving.shadow import SHADOW_SCOPE_KEY
+from mlpilot.serving.shadow import MIRROR_SCOPE_KEY, SHADOW_SCOPE_KEY, Mirror, MirrorOrder, ShadowTicket
 
 if TYPE_CHECKING:
     from mlpilot.serving.accesslog import AccessLog
+    from mlpilot.serving.model import Outputs
     from mlpilot.serving.repository import Deployed
     from mlpilot.serving.server import ModelServer
 
@@ -301,9 +303,16 @@ class ServingApp:
                 parsed = payloads.parse_invocations(payloads.load_json(body), model)
                 wanted, entity, segments = parsed.outputs, parsed.entity_id, parsed.segments
             request_id = request_id or os.urandom(16).hex()
+            # The router's wish to mirror this request (no header can put it in the scope): shadows that take
+            # the same inputs get the parsed columns now, and run in the shadow lane once live work allows.
+            order: MirrorOrder | None = scope.get(MIRROR_SCOPE_KEY)
+            if order is not None and endpoint is None:
+                self._mirror(order, deployed, parsed, protocol, request_id, arrived_ms, entity, segments, started)
             # Mirrored requests carry the router's ticket in the scope (no header can): they run at low priority.
             shadow = scope.get(SHADOW_SCOPE_KEY)
             outputs = await deployed.batcher.submit(parsed.columns, parsed.rows, wanted, shadow=shadow)
+            if order is not None:
+                order.primary = outputs.get(model.main_output)
             if protocol == "v2":
                 payload, json_length = oip.encode_response(model, request_id, outputs, parsed.outputs)
                 if json_length is not None:
@@ -361,6 +370,76 @@ class ServingApp:
                 )
         if self._access is not None:
             self._access_line(self._access, scope, status, request_id, deployed, parsed, elapsed)
+
+    # -- mirrors from parsed requests -------------------------------------------------------------------------
+    def _mirror(
+        self,
+        order: MirrorOrder,
+        deployed: Deployed,
+        parsed: Any,
+        protocol: str,
+        request_id: str,
+        arrived_ms: int,
+        entity: str | list[str] | None,
+        segments: dict[str, str],
+        started: float,
+    ) -> None:
+        """Hand the parsed request to the shadow lane for each version of ``order`` that takes the same inputs
+        (the router mirrors the others as whole requests)."""
+        model = deployed.model
+        lane = self.repo.shadow
+        parse_seconds = time.perf_counter() - started
+        for version in order.versions:
+            try:
+                shadow = self.repo.lookup(model.name, version)
+            except NotFoundError:
+                continue
+            if shadow.model.schema.key != model.schema.key:
+                continue
+            ticket = ShadowTicket()
+            wanted = frozenset((shadow.model.main_output,))
+            try:
+                future = lane.submit(shadow.batcher, parsed.columns, parsed.rows, wanted, ticket)
+            except OverloadedError as exc:
+                future = asyncio.get_running_loop().create_future()
+                future.set_exception(exc)
+            mirror = Mirror(version, shadow.model, future, ticket, parse_seconds)
+            order.mirrors.append(mirror)
+            record = (protocol, f"{request_id}:shadow", arrived_ms, parsed, entity, segments)
+            future.add_done_callback(functools.partial(self._mirrored, mirror, shadow, record))
+
+    def _mirrored(
+        self,
+        mirror: Mirror,
+        shadow: Deployed,
+        record: tuple[str, str, int, Any, str | list[str] | None, dict[str, str]],
+        future: asyncio.Future[Outputs],
+    ) -> None:
+        """A mirror's answer: the shadow version's request metrics and prediction log, as for any request."""
+        if future.cancelled():
+            return
+        protocol, request_id, arrived_ms, parsed, entity, segments = record
+        exc = future.exception()
+        status = 200 if exc is None else exc.http_status if isinstance(exc, MlpilotError) else 500
+        elapsed = mirror.elapsed()
+        shadow.batcher.metrics.request(protocol, status, elapsed)
+        if exc is None and self.predlog is not None and self.predlog.sampled():
+            model = shadow.model
+            self.predlog.record(
+                LogRecord(
+                    request_id,
+                    arrived_ms,
+                    protocol,
+                    model.name,
+                    model.version,
+                    parsed.rows,
+                    parsed.columns,
+                    future.result(),
+                    elapsed,
+                    entity,
+                    segments,
+                )
+            )
 
     # -- helpers ---------------------------------------------------------------------------------------------
     @staticmethod

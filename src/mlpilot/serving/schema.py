@@ -148,6 +148,8 @@ class InputSchema:
         self.by_name = {spec.name: spec for spec in self.inputs}
         self.names = [spec.name for spec in self.inputs]
         self._single = self.inputs[0] if kind == "ndarray" else None
+        #: equal for two schemas that accept exactly the same inputs
+        self.key = (kind, tuple((spec.name, spec.dtype, spec.shape) for spec in self.inputs))
 
     @classmethod
     def compile(cls, signature: Signature | None) -> InputSchema:

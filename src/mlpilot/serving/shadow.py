@@ -65,6 +65,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlpilot.errors import ConfigError, MlpilotError
 from mlpilot.serving.errors import OverloadedError, WorkerLostError
 from mlpilot.serving.metrics import ServingMetrics
@@ -82,10 +84,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SHADOW_SCOPE_KEY", "ShadowLane", "ShadowSettings", "ShadowTicket"]
+__all__ = [
+    "MIRROR_SCOPE_KEY",
+    "SHADOW_SCOPE_KEY",
+    "Mirror",
+    "MirrorOrder",
+    "ShadowLane",
+    "ShadowSettings",
+    "ShadowTicket",
+]
 
 #: The ASGI scope key that marks a mirrored request; its value is a :class:`ShadowTicket`.
 SHADOW_SCOPE_KEY = "mlpilot.shadow"
+#: The ASGI scope key of a live request the router wants mirrored; its value is a :class:`MirrorOrder`.
+MIRROR_SCOPE_KEY = "mlpilot.mirror"
 
 
 class ShadowTicket:
@@ -95,6 +107,51 @@ class ShadowTicket:
 
     def __init__(self) -> None:
         self.waited = 0.0
+
+
+class Mirror:
+    """A live request mirrored to one shadow version straight from its parsed inputs: no second parse, and no
+    response to encode and decode again."""
+
+    __slots__ = ("_elapsed", "future", "model", "parse_seconds", "submitted", "ticket", "version")
+
+    def __init__(
+        self,
+        version: int,
+        model: ServedModel,
+        future: asyncio.Future[Outputs],
+        ticket: ShadowTicket,
+        parse_seconds: float,
+    ) -> None:
+        self.version = version
+        #: the shadow version's model (its ``main_output`` is the prediction)
+        self.model = model
+        self.future = future
+        self.ticket = ticket
+        self.parse_seconds = parse_seconds
+        self.submitted = time.perf_counter()
+        self._elapsed: float | None = None
+
+    def elapsed(self) -> float:
+        """Seconds the shadow took (once answered): the live request's parse plus its own model call, without
+        the time the lane held it back."""
+        if self._elapsed is None:
+            self._elapsed = self.parse_seconds + time.perf_counter() - self.submitted - self.ticket.waited
+        return self._elapsed
+
+
+class MirrorOrder:
+    """The router's wish that a live request also go to shadow ``versions`` of its model (in its ASGI scope
+    under :data:`MIRROR_SCOPE_KEY`). The server mirrors it from the parsed request to each version that takes
+    the same inputs, and fills in ``mirrors`` and ``primary`` (the live answer's main output); the router
+    mirrors the others as whole requests."""
+
+    __slots__ = ("mirrors", "primary", "versions")
+
+    def __init__(self, versions: tuple[int, ...]) -> None:
+        self.versions = versions
+        self.mirrors: list[Mirror] = []
+        self.primary: np.ndarray[Any, Any] | None = None
 
 
 @dataclass(frozen=True)
