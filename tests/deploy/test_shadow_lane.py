@@ -345,7 +345,7 @@ def test_a_shadow_taking_the_same_inputs_gets_the_parsed_request_and_others_the_
     plane_with: Callable[..., Plane], tmp_path: Any, shadow_example: Any, whole_requests: bool
 ) -> None:
     path = tmp_path / "access.log"
-    stream = path.open("wb")  # noqa: SIM115 (the server writes to it until the fixture stops it)
+    stream = path.open("wb")  # the server writes to it until the fixture stops it
     plane = plane_with(shadow_example=shadow_example, access_log=AccessLog(stream, flush_interval=0.05))
     with httpx.Client(base_url=plane.url, timeout=60) as client:
         for i in range(10):
