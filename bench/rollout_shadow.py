@@ -41,6 +41,22 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its children (the shadow worker), from /proc (Linux)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as f:
+                total += sum(_cpu_seconds(int(child)) for child in f.read().split())
+    except (OSError, IndexError, ValueError):
+        pass
+    return total
+
+
 def _wait_serving(url: str, name: str, versions: set[int], timeout: float = 30.0) -> None:
     """Until the data plane has loaded exactly ``versions`` of ``name``."""
     deadline = time.monotonic() + timeout
@@ -50,6 +66,18 @@ def _wait_serving(url: str, name: str, versions: set[int], timeout: float = 30.0
             return
         time.sleep(0.05)
     raise RuntimeError(f"the data plane did not switch to versions {sorted(versions)} within {timeout} s")
+
+
+def _wait_shadow_loaded(url: str, timeout: float = 120.0) -> None:
+    """Until the data plane's shadow worker process has loaded the candidate (it does on the first mirrors):
+    the phase measures shadowing, not the one-off start of the worker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+            if line.startswith("mlpilot_serve_shadow_process_versions ") and float(line.split()[1]) >= 1:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the shadow worker did not load the candidate within {timeout} s")
 
 
 def _quantiles(load: Driver, start: float, end: float) -> tuple[int, float, float]:
@@ -82,6 +110,8 @@ def main() -> None:
     serve_options = [item for setting in args.shadow for item in ("--shadow", setting)]
     pairs: list[tuple[tuple[float, float], tuple[float, float]]] = []  # ((p50, p99) off, (p50, p99) on)
     mirrored = skipped = requests = 0
+    cpu_off: list[float] = []
+    cpu_on: list[float] = []
     load_before = os.getloadavg()
     with (
         stack(name, threads=args.threads, model=args.model, serve_options=serve_options) as s,
@@ -97,6 +127,8 @@ def main() -> None:
                 if want and not shadowing:
                     api.start_shadow(name, 2, mirror=100, skip_gate=True, reason="bench")
                     _wait_serving(s.serve_url, name, {1, 2})
+                    if "isolation=thread" not in args.shadow:
+                        _wait_shadow_loaded(s.serve_url)
                 elif not want and shadowing:
                     mirrored_now = api.analyze(name).shadow or {}
                     mirrored += int(mirrored_now.get("mirrored", 0))
@@ -106,12 +138,16 @@ def main() -> None:
                 shadowing = want
                 time.sleep(1.0)
                 start = time.time()
+                cpu_before = _cpu_seconds(s.procs[1].pid)
                 time.sleep(args.seconds)
+                cpu = (_cpu_seconds(s.procs[1].pid) - cpu_before) / (time.time() - start)
                 n, p50, p99 = _quantiles(load, start, time.time())
                 requests += n
                 figures[want] = (p50, p99)
+                (cpu_on if want else cpu_off).append(cpu)
                 print(
-                    f"pair {pair + 1} shadow={'on ' if want else 'off'}: {n} requests, p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+                    f"pair {pair + 1} shadow={'on ' if want else 'off'}: {n} requests, p50 {p50:.2f} ms, "
+                    f"p99 {p99:.2f} ms, data plane CPU {cpu * 100:.0f}% of a core"
                 )
             pairs.append((figures[False], figures[True]))
         if shadowing:
@@ -142,6 +178,10 @@ def main() -> None:
         f"(spread {min(d99):+.2f} .. {max(d99):+.2f} ms; goal <= 1 ms)"
     )
     print(f"p50 added, median of {len(d50)} paired phases: {statistics.median(d50):+.2f} ms")
+    print(
+        f"data plane CPU (with its shadow worker), median: {statistics.median(cpu_off) * 100:.0f}% of a core "
+        f"without shadow, {statistics.median(cpu_on) * 100:.0f}% with"
+    )
     print(f"requests measured: {requests}; failed: {errors}; mirrored and run: {mirrored}; skipped: {skipped}")
 
 

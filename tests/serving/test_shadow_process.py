@@ -269,6 +269,7 @@ def test_mirrors_run_in_the_worker_process_and_agree_with_the_primary(
         stats = _stats(server, router)
         assert (stats.paired, stats.agreed, stats.errors, stats.dropped) == (21, 21, 0, 0)
         assert lane.process.batches >= 1  # (mirrors wait for company: 20 may make a single batch)
+        assert "mlpilot_serve_shadow_process_versions 1.0" in client.get("/metrics").text
 
         os.kill(pid, signal.SIGKILL)  # a candidate that crashes its worker costs its own mirrors, nobody else's
         predict(0)

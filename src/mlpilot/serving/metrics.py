@@ -180,6 +180,11 @@ class ServingMetrics:
             ["model", "reason"],
             registry=r,
         )
+        self.shadow_process_versions = Gauge(
+            "mlpilot_serve_shadow_process_versions",
+            "Model versions loaded in the shadow lane's worker process (0 while none is, or it is loading one).",
+            registry=r,
+        )
         self._other: dict[tuple[str, int], Any] = {}
 
     def for_model(self, model: str, version: int) -> ModelMetrics:

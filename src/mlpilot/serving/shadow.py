@@ -255,6 +255,7 @@ class ShadowLane:
         self._forgotten: set[ServedModel] = set()
         self._keys = itertools.count(1)
         self._skipped = metrics.shadow_skipped
+        self._in_process = metrics.shadow_process_versions
         self._queue: deque[_Job] = deque()
         self._rows = 0
         self._live = 0
@@ -401,6 +402,10 @@ class ShadowLane:
             self._unload(key)
             return
         self._placed[model] = key
+        self._count_in_process()
+
+    def _count_in_process(self) -> None:
+        self._in_process.set(sum(key is not None for key in self._placed.values()))
 
     def forget(self, model: ServedModel) -> None:
         """The server no longer serves ``model``: the worker process drops it."""
@@ -408,6 +413,7 @@ class ShadowLane:
             self._forgotten.add(model)
             return
         self._unload(self._placed.pop(model, None))
+        self._count_in_process()
 
     def _unload(self, key: str | None) -> None:
         process = self.process
@@ -544,6 +550,7 @@ class ShadowLane:
             logger.warning("%s; it starts again on the next mirrored request", results.message)
             # every version it held is gone with it: the next mirrored request of each loads it again
             self._placed = {m: k for m, k in self._placed.items() if k is None}
+            self._count_in_process()
         outcomes: list[Outputs | BaseException]
         outcomes = [results] * len(batch) if isinstance(results, BaseException) else list(results)
         assert self._loop is not None
