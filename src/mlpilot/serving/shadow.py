@@ -18,9 +18,10 @@ requests to this lane instead of their model's batcher:
   never the inference threads that live batches use: a slow or hung candidate can hold up shadow work only.
 - **Live first.** A shadow batch starts only when no live batch is queued or running anywhere in the server, and
   one pass of the event loop after the last one finished, so that the live response is written first. A live
-  batch that would start while a shadow call runs waits for that call to end, but never longer than
-  ``live_grace_ms`` after the call started (then it runs alongside): two model calls fighting over the GIL and
-  the cores slow each other down far more than a short wait costs (measured in ``bench/rollout_shadow.py``).
+  batch that would start while a shadow call runs in the server's thread waits for that call to end, but never
+  longer than ``live_grace_ms`` after the call started (then it runs alongside): two model calls fighting over
+  the GIL and the cores slow each other down far more than a short wait costs (measured in
+  ``bench/rollout_shadow.py``). A call in the worker process holds no GIL of ours: live batches never wait for it.
 - **Lower CPU priority.** The worker process and thread run at ``nice`` (19) steps below the server's priority
   (Linux), so that when the cores are busy the scheduler runs live work first (measured on ``bench/rollout_shadow.py``,
   single noisy runs: a ~2 ms model's added p99 +1.5/+2.6/+4.7 ms with it, +4.2/+6.5 ms without).
@@ -532,7 +533,8 @@ class ShadowLane:
                     job.future.set_exception(self._skip(model.name, "closed", "the server is shutting down"))
             return
         self._running = True
-        self._call_started = now
+        # A call in the worker process shares neither the GIL nor the loop: live batches need not wait for it.
+        self._call_started = now if key is None else None
         started = time.perf_counter()
         fut.add_done_callback(lambda f: self._finish(batch, started, f.exception() or f.result()))
 
