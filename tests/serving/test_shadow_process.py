@@ -202,10 +202,12 @@ def routed(registry_source: RegistrySource) -> Iterator[Callable[..., tuple[str,
 
     started: list[tuple[Any, threading.Thread, socket.socket]] = []
 
-    def start(**shadow: Any) -> tuple[str, ModelServer, TrafficRouter]:
+    def start(
+        source: RegistrySource = registry_source, name: str = "cancer", **shadow: Any
+    ) -> tuple[str, ModelServer, TrafficRouter]:
         config = ServeConfig.from_dict(
             {
-                "models": [{"ref": "cancer/1"}, {"ref": "cancer/2"}],
+                "models": [{"ref": f"{name}/1"}, {"ref": f"{name}/2"}],
                 "inference_threads": 1,
                 "refresh_interval": 0,
                 "access_log": False,
@@ -213,10 +215,10 @@ def routed(registry_source: RegistrySource) -> Iterator[Callable[..., tuple[str,
                 "shadow": {"max_wait_ms": 0, **shadow},
             }
         )
-        server = ModelServer(config, registry_source).load()
+        server = ModelServer(config, source).load()
         router = TrafficRouter(server.app)
         variants = [Variant(version=1, role="primary", weight=100), Variant(version=2, role="shadow", weight=100)]
-        router.set_table(RouteTable.build("cancer", variants))
+        router.set_table(RouteTable.build(name, variants))
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         uv_config = server.uvicorn_config("127.0.0.1", sock.getsockname()[1])
@@ -235,11 +237,11 @@ def routed(registry_source: RegistrySource) -> Iterator[Callable[..., tuple[str,
         sock.close()
 
 
-def _stats(server: ModelServer, router: TrafficRouter) -> VariantStats:
+def _stats(server: ModelServer, router: TrafficRouter, name: str = "cancer") -> VariantStats:
     import asyncio
 
     async def read() -> VariantStats:
-        return VariantStats().merge(router.collector.get(("cancer", 0, 0, "v2")))
+        return VariantStats().merge(router.collector.get((name, 0, 0, "v2")))
 
     assert server.loop is not None
     return asyncio.run_coroutine_threadsafe(read(), server.loop).result(30)
@@ -297,3 +299,66 @@ def test_thread_isolation_keeps_mirrors_in_the_server(
     _wait_for(lambda: _stats(server, router).agreed == 5, "5 mirrors to run")
     assert server.repository.shadow.process is None
     assert _stats(server, router).dropped == 0
+
+
+class FileGated:
+    """Predicts zeros; once the file ``armed`` exists in ``folder``, each call creates ``entered`` there and
+    waits for ``gate``: a model that blocks inside the worker process for as long as a test wants."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def predict(self, x: Any) -> Any:
+        import os
+        import time
+
+        import numpy
+
+        if os.path.exists(os.path.join(self.folder, "armed")):
+            with open(os.path.join(self.folder, "entered"), "w"):
+                pass
+            while not os.path.exists(os.path.join(self.folder, "gate")):
+                time.sleep(0.01)
+        return numpy.zeros(len(x), dtype=numpy.int64)
+
+
+def test_live_requests_never_wait_for_a_shadow_call_in_the_worker(
+    routed: Callable[..., tuple[str, ModelServer, TrafficRouter]], tmp_path: Path
+) -> None:
+    cloudpickle = pytest.importorskip("cloudpickle")
+    store = Store(f"sqlite:///{tmp_path / 'gated.db'}")
+    registry = RegistryService(store)
+    artifacts = FsspecArtifactStore(str(tmp_path / "gated-artifacts"))
+    live, shadow = tmp_path / "live", tmp_path / "shadow"
+    live.mkdir()
+    shadow.mkdir()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        for folder in (live, shadow):
+            log_model(
+                FileGated(str(folder)), "gated", registry=registry, artifacts=artifacts, input_example=np.ones((2, 3))
+            )
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    # A live batch waits for a shadow call in the server's thread up to the grace (here a minute, longer than the
+    # client's timeout): never for one in the worker process, which shares neither our GIL nor our event loop.
+    url, server, router = routed(RegistrySource(registry, artifacts), "gated", live_grace_ms=60_000)
+    lane = server.repository.shadow
+    with httpx.Client(base_url=url, timeout=30) as client:
+
+        def predict() -> int:
+            return client.post("/v1/models/gated:predict", json={"instances": [[1.0, 2.0, 3.0]]}).status_code
+
+        assert predict() == 200  # its mirror runs in the server while the worker loads version 2
+        _wait_for(lambda: lane.process is not None and bool(lane.process.loaded), "the worker to load version 2")
+        _wait_for(lambda: _stats(server, router, "gated").requests == 1, "the first mirror")
+        (shadow / "armed").touch()
+        assert predict() == 200
+        _wait_for((shadow / "entered").exists, "the shadow call to block in the worker")
+        for _ in range(3):
+            assert predict() == 200  # answered while the shadow call is still blocked
+        assert not (shadow / "gate").exists()
+        (shadow / "gate").touch()
+    _wait_for(lambda: _stats(server, router, "gated").requests == 5, "the blocked mirror and the next ones")
+    stats = _stats(server, router, "gated")
+    assert (stats.agreed, stats.errors) == (5, 0)
