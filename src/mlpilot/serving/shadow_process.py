@@ -50,6 +50,7 @@ __all__ = ["ShadowProcess", "decode_arrays", "encode_arrays", "read_frame", "wri
 logger = logging.getLogger("mlpilot.serving")
 
 _FRAME = struct.Struct("<II")  # header bytes, body bytes
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _MAX_HEADER = 16 * 1024 * 1024
 
 
@@ -196,6 +197,8 @@ class ShadowProcess:
                     str(self.model_threads),
                 ],
                 pass_fds=(to_child, from_child),
+                # OpenMP and BLAS read these when they load (with the first model): no pool of spinning threads
+                env={**os.environ, **{var: str(self.model_threads) for var in _THREAD_VARS}},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 # its own session: a Ctrl-C in the server's terminal is for the server, which closes the worker
@@ -241,7 +244,7 @@ class ShadowProcess:
         """Load the exported version ``spec`` as ``key`` (served as ``name``); raises
         :class:`~mlpilot.serving.errors.ModelLoadError` if the worker refuses it."""
         try:
-            message = {"op": "load", "key": key, "name": name, "spec": dict(spec)}
+            message = {"op": "load", "key": key, "name": name, "spec": dict(spec), "threads": self.model_threads}
             header, _ = self._call(message, b"", self.start_timeout)
         except WorkerLostError as exc:
             raise ModelLoadError(exc.message) from exc
@@ -317,7 +320,7 @@ def serve_worker(recv: int, send: int) -> int:
     from pathlib import Path
 
     from mlpilot.registry import ModelVersionInfo, load_archive
-    from mlpilot.serving.model import ServedModel
+    from mlpilot.serving.model import ServedModel, limit_thread_pools
     from mlpilot.serving.source import ResolvedModel
 
     models: dict[str, ServedModel] = {}
@@ -337,6 +340,7 @@ def serve_worker(recv: int, send: int) -> int:
                 predictor = load_archive(Path(spec["archive"]), info, allow_pickle=bool(spec["allow_pickle"]))
                 resolved = ResolvedModel(info.name, info.version, info.artifact_sha256, info.signature, info.flavor)
                 models[header["key"]] = ServedModel.prepare(str(header["name"]), resolved, predictor)
+                limit_thread_pools(int(header.get("threads", 1)))  # libraries the model loaded just now, too
                 write_frame(send, {"ok": True})
             elif op == "predict":
                 served = models[header["key"]]
