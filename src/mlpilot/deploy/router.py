@@ -8,8 +8,11 @@ For an inference request on an endpoint under a deployment (``POST /v2/models/ch
 status, latency and predictions per variant, and mirrors a share of requests to shadows *after* the caller has
 its answer, on the same event loop but never on the response path.
 
-A mirrored request carries a :class:`~mlpilot.serving.shadow.ShadowTicket` in its ASGI scope, an internal
-marker no HTTP header can set: the model server runs it in its low-priority shadow lane, behind every live
+To mirror, the router puts a :class:`~mlpilot.serving.shadow.MirrorOrder` in the live request's ASGI scope (an
+internal marker no HTTP header can set): the model server hands the parsed request to its low-priority shadow
+lane for each shadow taking the same inputs, and the router compares the two answers as arrays once the
+shadow's arrives. Other shadows get the whole request replayed, carrying a
+:class:`~mlpilot.serving.shadow.ShadowTicket` in its scope that sends it to the same lane, behind every live
 request. A mirror is *skipped*, never queued without bound, when more than ``max_shadow_in_flight`` are pending
 here or when the server sheds it (a 503: its lane is full, or live traffic left it no room before its deadline);
 skips are counted in the variant's ``dropped`` (the shadow report's ``skipped``) and never as the candidate's
