@@ -182,6 +182,40 @@ def artifacts(tmp_path: Path) -> FsspecArtifactStore:
     return FsspecArtifactStore(str(tmp_path / "artifacts"))
 
 
+class RoutedServer:
+    """A loaded :class:`~mlpilot.serving.ModelServer` behind a :class:`~mlpilot.deploy.router.TrafficRouter`,
+    served by uvicorn on an ephemeral port of 127.0.0.1 in a thread; ``stop()`` ends it."""
+
+    def __init__(self, server: Any, router: Any) -> None:
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        self.server = server
+        self.router = router
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        config = server.uvicorn_config("127.0.0.1", port)
+        config.app = router
+        self._uv = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._uv.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._uv.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise AssertionError("the routed server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._uv.should_exit = True
+        self._thread.join(60)
+        self._sock.close()
+
+
 class LiveServer:
     """A real ``mlpilot server`` (uvicorn) in a thread on 127.0.0.1, over its own store and artifact folder."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from mlpilot.errors import ConfigError
 from mlpilot.serving import ModelServer, ServeConfig
 from mlpilot.serving.accesslog import AccessLog
 from mlpilot.serving.testing import InMemorySource
+from tests.conftest import RoutedServer
 
 pytest.importorskip("uvicorn")
 
@@ -107,9 +107,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
 def plane_with() -> Iterator[Callable[..., Plane]]:
     """Serve ``churn`` v1 (primary) and v2 (a 100% shadow), plus ``other`` (live, not routed), with one
     inference thread (the data plane's default on two cores) unless told otherwise."""
-    import uvicorn
-
-    started: list[tuple[Any, threading.Thread, socket.socket]] = []
+    started: list[RoutedServer] = []
 
     def start(
         *, threads: int = 1, shadow_example: Any = None, access_log: AccessLog | None = None, **shadow: Any
@@ -134,23 +132,13 @@ def plane_with() -> Iterator[Callable[..., Plane]]:
         router = TrafficRouter(server.app)
         variants = [Variant(version=1, role="primary", weight=100), Variant(version=2, role="shadow", weight=100)]
         router.set_table(RouteTable.build("churn", variants))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        uv_config = server.uvicorn_config("127.0.0.1", port)
-        uv_config.app = router
-        uv = uvicorn.Server(uv_config)
-        thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        started.append((uv, thread, sock))
-        wait_for(lambda: uv.started, "the server to start")
-        return Plane(f"http://127.0.0.1:{port}", server, router, models)
+        routed = RoutedServer(server, router)
+        started.append(routed)
+        return Plane(routed.url, server, router, models)
 
     yield start
-    for uv, thread, sock in started:
-        uv.should_exit = True
-        thread.join(60)
-        sock.close()
+    for routed in started:
+        routed.stop()
 
 
 def _predict(client: httpx.Client, row: list[float], **headers: str) -> httpx.Response:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +25,8 @@ from mlpilot.serving import ModelServer, RegistrySource, ServeConfig
 from mlpilot.serving.errors import ModelLoadError, PredictionError, WorkerLostError
 from mlpilot.serving.shadow_process import ShadowProcess, decode_arrays, encode_arrays
 from mlpilot.store import Store
+from tests.conftest import RoutedServer
+from tests.serving.conftest import wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the worker talks over inherited POSIX pipes")
 
@@ -187,20 +187,10 @@ def test_the_worker_exits_when_the_server_goes_away(registry_source: RegistrySou
 
 
 # -- behind the real router ----------------------------------------------------------------------------------
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def routed(registry_source: RegistrySource) -> Iterator[Callable[..., tuple[str, ModelServer, TrafficRouter]]]:
     """``cancer`` v1 (primary) and v2 (a 100% shadow of the same model) behind the router, on 127.0.0.1."""
-    import uvicorn
-
-    started: list[tuple[Any, threading.Thread, socket.socket]] = []
+    started: list[RoutedServer] = []
 
     def start(
         source: RegistrySource = registry_source, name: str = "cancer", **shadow: Any
@@ -219,22 +209,13 @@ def routed(registry_source: RegistrySource) -> Iterator[Callable[..., tuple[str,
         router = TrafficRouter(server.app)
         variants = [Variant(version=1, role="primary", weight=100), Variant(version=2, role="shadow", weight=100)]
         router.set_table(RouteTable.build(name, variants))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        uv_config = server.uvicorn_config("127.0.0.1", sock.getsockname()[1])
-        uv_config.app = router
-        uv = uvicorn.Server(uv_config)
-        thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        started.append((uv, thread, sock))
-        _wait_for(lambda: uv.started, "the server to start")
-        return f"http://127.0.0.1:{sock.getsockname()[1]}", server, router
+        running = RoutedServer(server, router)
+        started.append(running)
+        return running.url, server, router
 
     yield start
-    for uv, thread, sock in started:
-        uv.should_exit = True
-        thread.join(60)
-        sock.close()
+    for running in started:
+        running.stop()
 
 
 def _stats(server: ModelServer, router: TrafficRouter, name: str = "cancer") -> VariantStats:
@@ -261,13 +242,13 @@ def test_mirrors_run_in_the_worker_process_and_agree_with_the_primary(
             assert answer.headers["x-mlpilot-variant"] == "v1"
 
         predict(0)  # its mirror runs in the server, and starts the worker loading version 2
-        _wait_for(lambda: lane.process is not None and bool(lane.process.loaded), "the worker to load version 2")
+        wait_for(lambda: lane.process is not None and bool(lane.process.loaded), what="the worker to load version 2")
         assert lane.process is not None
         pid = lane.process.pid
         assert pid not in (None, os.getpid())
         for i in range(20):
             predict(i)
-        _wait_for(lambda: _stats(server, router).requests == 21, "21 mirrors to run")
+        wait_for(lambda: _stats(server, router).requests == 21, what="21 mirrors to run")
         stats = _stats(server, router)
         assert (stats.paired, stats.agreed, stats.errors, stats.dropped) == (21, 21, 0, 0)
         assert lane.process.batches >= 1  # (mirrors wait for company: 20 may make a single batch)
@@ -275,14 +256,14 @@ def test_mirrors_run_in_the_worker_process_and_agree_with_the_primary(
 
         os.kill(pid, signal.SIGKILL)  # a candidate that crashes its worker costs its own mirrors, nobody else's
         predict(0)
-        _wait_for(lambda: _stats(server, router).errors == 1, "the lost batch to count as the candidate's error")
+        wait_for(lambda: _stats(server, router).errors == 1, what="the lost batch to count as the candidate's error")
         predict(0)  # it runs in the server, and starts a new worker loading version 2
-        _wait_for(lambda: lane.process is not None and bool(lane.process.loaded), "a new worker to load version 2")
+        wait_for(lambda: lane.process is not None and bool(lane.process.loaded), what="a new worker to load version 2")
         assert lane.process.pid != pid
         assert lane.process.starts == 2
         for i in range(5):
             predict(i)
-        _wait_for(lambda: _stats(server, router).agreed == 27, "mirrors to run in the new worker")
+        wait_for(lambda: _stats(server, router).agreed == 27, what="mirrors to run in the new worker")
         assert lane.process.batches >= 1
 
 
@@ -296,7 +277,7 @@ def test_thread_isolation_keeps_mirrors_in_the_server(
             assert (
                 client.post("/v1/models/cancer:predict", json={"instances": X[i : i + 1].tolist()}).status_code == 200
             )
-    _wait_for(lambda: _stats(server, router).agreed == 5, "5 mirrors to run")
+    wait_for(lambda: _stats(server, router).agreed == 5, what="5 mirrors to run")
     assert server.repository.shadow.process is None
     assert _stats(server, router).dropped == 0
 
@@ -310,7 +291,6 @@ class FileGated:
 
     def predict(self, x: Any) -> Any:
         import os
-        import time
 
         import numpy
 
@@ -350,15 +330,15 @@ def test_live_requests_never_wait_for_a_shadow_call_in_the_worker(
             return client.post("/v1/models/gated:predict", json={"instances": [[1.0, 2.0, 3.0]]}).status_code
 
         assert predict() == 200  # its mirror runs in the server while the worker loads version 2
-        _wait_for(lambda: lane.process is not None and bool(lane.process.loaded), "the worker to load version 2")
-        _wait_for(lambda: _stats(server, router, "gated").requests == 1, "the first mirror")
+        wait_for(lambda: lane.process is not None and bool(lane.process.loaded), what="the worker to load version 2")
+        wait_for(lambda: _stats(server, router, "gated").requests == 1, what="the first mirror")
         (shadow / "armed").touch()
         assert predict() == 200
-        _wait_for((shadow / "entered").exists, "the shadow call to block in the worker")
+        wait_for((shadow / "entered").exists, what="the shadow call to block in the worker")
         for _ in range(3):
             assert predict() == 200  # answered while the shadow call is still blocked
         assert not (shadow / "gate").exists()
         (shadow / "gate").touch()
-    _wait_for(lambda: _stats(server, router, "gated").requests == 5, "the blocked mirror and the next ones")
+    wait_for(lambda: _stats(server, router, "gated").requests == 5, what="the blocked mirror and the next ones")
     stats = _stats(server, router, "gated")
     assert (stats.agreed, stats.errors) == (5, 0)
