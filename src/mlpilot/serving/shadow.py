@@ -52,6 +52,7 @@ the candidate's own latency with the primary's, not the delay we imposed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -371,7 +372,7 @@ class ShadowLane:
             assert loop is not None
             self._loading.add(model)
             future = self._loader.submit(self._load_in_process, model)
-            future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._loaded, model, f))
+            future.add_done_callback(functools.partial(self._loaded_threadsafe, loop, model))
         return None
 
     def _load_in_process(self, model: ServedModel) -> str:
@@ -388,6 +389,11 @@ class ShadowLane:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return key
+
+    def _loaded_threadsafe(self, loop: asyncio.AbstractEventLoop, model: ServedModel, future: Future[str]) -> None:
+        # (the loop may have closed while the worker loaded: the server stopped, and there is nothing to tell)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._loaded, model, future)
 
     def _loaded(self, model: ServedModel, future: Future[str]) -> None:
         self._loading.discard(model)
