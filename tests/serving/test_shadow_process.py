@@ -267,6 +267,27 @@ def test_mirrors_run_in_the_worker_process_and_agree_with_the_primary(
         assert lane.process.batches >= 1
 
 
+def test_a_retired_shadow_version_leaves_the_worker(
+    routed: Callable[..., tuple[str, ModelServer, TrafficRouter]], cancer: Any
+) -> None:
+    import asyncio
+
+    url, server, _router = routed()
+    lane = server.repository.shadow
+    X, _ = cancer
+    with httpx.Client(base_url=url, timeout=60) as client:
+        assert client.post("/v1/models/cancer:predict", json={"instances": X[:1].tolist()}).status_code == 200
+        wait_for(lambda: lane.process is not None and bool(lane.process.loaded), what="the worker to load version 2")
+        assert "mlpilot_serve_shadow_process_versions 1.0" in client.get("/metrics").text
+        only_v1 = server.config.model_copy(update={"models": server.config.models[:1]})
+        assert server.loop is not None
+        events = asyncio.run_coroutine_threadsafe(server.apply_config(only_v1), server.loop).result(60)
+        assert not [e for e in events if e.error]
+        wait_for(lambda: lane.process is not None and not lane.process.loaded, what="the worker to drop version 2")
+        assert "mlpilot_serve_shadow_process_versions 0.0" in client.get("/metrics").text
+        assert lane.process.pid is not None  # the process stays, ready for the next shadow
+
+
 def test_thread_isolation_keeps_mirrors_in_the_server(
     routed: Callable[..., tuple[str, ModelServer, TrafficRouter]], cancer: Any
 ) -> None:
