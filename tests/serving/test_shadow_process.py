@@ -363,3 +363,42 @@ def test_live_requests_never_wait_for_a_shadow_call_in_the_worker(
     wait_for(lambda: _stats(server, router, "gated").requests == 5, what="the blocked mirror and the next ones")
     stats = _stats(server, router, "gated")
     assert (stats.agreed, stats.errors) == (5, 0)
+
+
+def test_abort_ends_a_load_under_way_at_once(tmp_path: Path) -> None:
+    """A server stopping while its worker loads a version does not wait for the load (up to its timeout)."""
+    import threading
+
+    cloudpickle = pytest.importorskip("cloudpickle")
+    store = Store(f"sqlite:///{tmp_path / 'gated.db'}")
+    registry = RegistryService(store)
+    artifacts = FsspecArtifactStore(str(tmp_path / "gated-artifacts"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        model = FileGated(str(folder))
+        log_model(model, "gated", registry=registry, artifacts=artifacts, input_example=np.ones((2, 3)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    (folder / "armed").touch()  # the worker's warm-up prediction blocks: the load never ends by itself
+    source = RegistrySource(registry, artifacts)
+    process = ShadowProcess(nice=0, model_threads=1)
+    failures: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            _load(process, source, "gated/1", tmp_path, "k")
+        except BaseException as exc:
+            failures.append(exc)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    wait_for((folder / "entered").exists, what="the load to block in the worker's warm-up")
+    process.abort()
+    loader.join(process.start_timeout / 2)  # without abort it would wait for the whole start timeout
+    assert not loader.is_alive()
+    assert len(failures) == 1
+    assert isinstance(failures[0], ModelLoadError)
+    assert "k" not in process.loaded
+    process.close()

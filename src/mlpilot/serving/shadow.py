@@ -620,6 +620,8 @@ class ShadowLane:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.process is not None and (self._loading or self._running):
+            self.process.abort()  # a load or a batch under way would hold the shutdown up to its timeout
         self._loader.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True)
         if self.process is not None:

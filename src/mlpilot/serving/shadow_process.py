@@ -288,6 +288,13 @@ class ShadowProcess:
         except WorkerLostError as exc:
             logger.warning("%s", exc.message)
 
+    def abort(self) -> None:
+        """Kill the worker now, without waiting for the message under way (which fails at once): for a server
+        shutting down while the worker loads a version or runs a batch."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit, and kill it if it has not within ``timeout`` seconds."""
         with self._lock:
