@@ -323,27 +323,30 @@ class FileGated:
         return numpy.zeros(len(x), dtype=numpy.int64)
 
 
+def gated_source(tmp_path: Path, *folders: Path) -> RegistrySource:
+    """A registry on SQLite with one ``gated`` version per folder (version 1 first), each a :class:`FileGated`."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    registry = RegistryService(Store(f"sqlite:///{tmp_path / 'gated.db'}"))
+    artifacts = FsspecArtifactStore(str(tmp_path / "gated-artifacts"))
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the worker process cannot import this module
+    try:
+        for folder in folders:
+            folder.mkdir()
+            model = FileGated(str(folder))
+            log_model(model, "gated", registry=registry, artifacts=artifacts, input_example=np.ones((2, 3)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    return RegistrySource(registry, artifacts)
+
+
 def test_live_requests_never_wait_for_a_shadow_call_in_the_worker(
     routed: Callable[..., tuple[str, ModelServer, TrafficRouter]], tmp_path: Path
 ) -> None:
-    cloudpickle = pytest.importorskip("cloudpickle")
-    store = Store(f"sqlite:///{tmp_path / 'gated.db'}")
-    registry = RegistryService(store)
-    artifacts = FsspecArtifactStore(str(tmp_path / "gated-artifacts"))
     live, shadow = tmp_path / "live", tmp_path / "shadow"
-    live.mkdir()
-    shadow.mkdir()
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
-        for folder in (live, shadow):
-            log_model(
-                FileGated(str(folder)), "gated", registry=registry, artifacts=artifacts, input_example=np.ones((2, 3))
-            )
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    source = gated_source(tmp_path, live, shadow)
     # A live batch waits for a shadow call in the server's thread up to the grace (here a minute, longer than the
     # client's timeout): never for one in the worker process, which shares neither our GIL nor our event loop.
-    url, server, router = routed(RegistrySource(registry, artifacts), "gated", live_grace_ms=60_000)
+    url, server, router = routed(source, "gated", live_grace_ms=60_000)
     lane = server.repository.shadow
     with httpx.Client(base_url=url, timeout=30) as client:
 
@@ -369,20 +372,9 @@ def test_abort_ends_a_load_under_way_at_once(tmp_path: Path) -> None:
     """A server stopping while its worker loads a version does not wait for the load (up to its timeout)."""
     import threading
 
-    cloudpickle = pytest.importorskip("cloudpickle")
-    store = Store(f"sqlite:///{tmp_path / 'gated.db'}")
-    registry = RegistryService(store)
-    artifacts = FsspecArtifactStore(str(tmp_path / "gated-artifacts"))
     folder = tmp_path / "model"
-    folder.mkdir()
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    try:
-        model = FileGated(str(folder))
-        log_model(model, "gated", registry=registry, artifacts=artifacts, input_example=np.ones((2, 3)))
-    finally:
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    source = gated_source(tmp_path, folder)
     (folder / "armed").touch()  # the worker's warm-up prediction blocks: the load never ends by itself
-    source = RegistrySource(registry, artifacts)
     process = ShadowProcess(nice=0, model_threads=1)
     failures: list[BaseException] = []
 

@@ -40,7 +40,7 @@ import orjson
 
 from mlpilot.deploy.observations import VariantStats
 from mlpilot.deploy.routing import MAX_KEY, RouteTable, key_from_body
-from mlpilot.errors import MlpilotError, ServiceUnavailableError
+from mlpilot.errors import ServiceUnavailableError
 from mlpilot.serving.shadow import MIRROR_SCOPE_KEY, SHADOW_SCOPE_KEY, Mirror, MirrorOrder, ShadowTicket
 
 __all__ = ["StatsCollector", "TrafficRouter", "extract_predictions"]
@@ -280,7 +280,7 @@ class TrafficRouter:
         direct = {m.version: m for m in order.mirrors} if order is not None else {}
         for shadow in mirrors:
             mirror = direct.get(shadow)
-            if mirror is not None:
+            if mirror is not None and order is not None:
                 self._watch(mirror, order, table)
             else:
                 self._mirror(scope, headers, body or b"", table, protocol, shadow, predictions)
@@ -311,25 +311,23 @@ class TrafficRouter:
         return replay
 
     # -- shadows ---------------------------------------------------------------------------------------------
-    def _watch(self, mirror: Mirror, order: MirrorOrder | None, table: RouteTable) -> None:
+    def _watch(self, mirror: Mirror, order: MirrorOrder, table: RouteTable) -> None:
         """Count a mirror the server made from the parsed request once it is answered (or skipped)."""
         self._shadow_in_flight += 1
         key = (table.endpoint, table.revision, table.rollout, f"v{mirror.version}")
-        primary = order.primary if order is not None else None
-        mirror.future.add_done_callback(functools.partial(self._watched, mirror, key, primary))
+        mirror.future.add_done_callback(functools.partial(self._watched, mirror, key, order.primary))
 
     def _watched(
         self, mirror: Mirror, key: StatsKey, primary: np.ndarray[Any, Any] | None, future: asyncio.Future[Any]
     ) -> None:
         self._shadow_in_flight -= 1
         stats = self.collector.get(key)
-        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
-        if isinstance(exc, ServiceUnavailableError):  # shed by the lane (live traffic first): skipped
-            stats.dropped += 1
+        if future.cancelled() or isinstance(future.exception(), ServiceUnavailableError):
+            stats.dropped += 1  # shed by the lane (live traffic first), or the server stopped: skipped
             return
         latency_ms = mirror.elapsed() * 1000
-        if exc is not None:
-            status = exc.http_status if isinstance(exc, MlpilotError) else 500
+        status = mirror.status()
+        if status != 200:
             stats.record(status=status, latency_ms=latency_ms)
             return
         answer = np.asarray(future.result()[mirror.model.main_output])

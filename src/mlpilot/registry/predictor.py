@@ -110,10 +110,7 @@ def load_model(
         if registry is None:
             raise InvalidInputError("registry: resolving a model URI needs a registry", field="registry")
         info = registry.resolve(uri)
-    if info.flavor == "pyfunc" and not allow_pickle:
-        raise PermissionDeniedError(
-            f"{info.uri} is a pickled Python model and allow_pickle=False", field="allow_pickle"
-        )
+    _refuse_pickle(info, allow_pickle)
     get_flavor(info.flavor)  # an unknown flavor fails before any download
     with tempfile.TemporaryDirectory(prefix="mlpilot-model-") as tmp:
         archive = Path(tmp) / "model.tar.gz"
@@ -122,13 +119,17 @@ def load_model(
         return load_archive(archive, info, allow_pickle=allow_pickle)
 
 
-def load_archive(archive: Path, info: ModelVersionInfo, *, allow_pickle: bool = True) -> Predictor:
-    """Load ``info``'s version from its archive file, already fetched: the file's SHA-256 must match the
-    registry's before a byte of it is parsed (how a shadow worker process loads what the server fetched)."""
+def _refuse_pickle(info: ModelVersionInfo, allow_pickle: bool) -> None:
     if info.flavor == "pyfunc" and not allow_pickle:
         raise PermissionDeniedError(
             f"{info.uri} is a pickled Python model and allow_pickle=False", field="allow_pickle"
         )
+
+
+def load_archive(archive: Path, info: ModelVersionInfo, *, allow_pickle: bool = True) -> Predictor:
+    """Load ``info``'s version from its archive file, already fetched: the file's SHA-256 must match the
+    registry's before a byte of it is parsed (how a shadow worker process loads what the server fetched)."""
+    _refuse_pickle(info, allow_pickle)
     if sha256_file(archive) != info.artifact_sha256:
         raise IntegrityError(f"the artifact of {info.uri} does not match its SHA-256: refusing to load it")
     with tempfile.TemporaryDirectory(prefix="mlpilot-model-") as tmp:

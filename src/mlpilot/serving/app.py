@@ -419,11 +419,10 @@ class ServingApp:
         if future.cancelled():
             return
         protocol, request_id, arrived_ms, parsed, entity, segments = record
-        exc = future.exception()
-        status = 200 if exc is None else exc.http_status if isinstance(exc, MlpilotError) else 500
+        status = mirror.status()
         elapsed = mirror.elapsed()
         shadow.batcher.metrics.request(protocol, status, elapsed)
-        if exc is None and self.predlog is not None and self.predlog.sampled():
+        if status == 200 and self.predlog is not None and self.predlog.sampled():
             model = shadow.model
             self.predlog.record(
                 LogRecord(

@@ -23,8 +23,7 @@ requests to this lane instead of their model's batcher:
   the GIL and the cores slow each other down far more than a short wait costs (measured in
   ``bench/rollout_shadow.py``). A call in the worker process holds no GIL of ours: live batches never wait for it.
 - **Lower CPU priority.** The worker process and thread run at ``nice`` (19) steps below the server's priority
-  (Linux), so that when the cores are busy the scheduler runs live work first (measured on ``bench/rollout_shadow.py``,
-  single noisy runs: a ~2 ms model's added p99 +1.5/+2.6/+4.7 ms with it, +4.2/+6.5 ms without).
+  (Linux), the process at 19 also in the ``SCHED_IDLE`` class, so that the scheduler runs live work first.
 - **Answers between live requests.** The server tells the lane when it starts and ends handling each live
   request. A shadow batch starts only while none is in flight, and the answers of a finished one are handed out
   only while none is in flight, one per pass of the event loop: each answer wakes a handler that encodes a
@@ -133,6 +132,13 @@ class Mirror:
         self.parse_seconds = parse_seconds
         self.submitted = time.perf_counter()
         self._elapsed: float | None = None
+
+    def status(self) -> int:
+        """The HTTP status the shadow's answer would have had (once answered): 200, the error's own, or 500."""
+        exc = self.future.exception()
+        if exc is None:
+            return 200
+        return exc.http_status if isinstance(exc, MlpilotError) else 500
 
     def elapsed(self) -> float:
         """Seconds the shadow took (once answered): the live request's parse plus its own model call, without
@@ -397,6 +403,8 @@ class ShadowLane:
 
     def _loaded(self, model: ServedModel, future: Future[str]) -> None:
         self._loading.discard(model)
+        if future.cancelled():  # the lane closed before the load began
+            return
         exc = future.exception()
         if exc is not None:
             detail = exc.message if isinstance(exc, MlpilotError) else f"{type(exc).__name__}: {exc}"
